@@ -1,0 +1,8 @@
+"""mm integration: importing this registers every mmtokenprune model."""
+from . import reducers  # noqa: F401  (registers ATME, ToMe)
+from .backbones import PrunedVisionTransformer
+from .compressed_models import PrunedEncoderDecoder, PrunedImageClassifier
+
+__all__ = [
+    'PrunedVisionTransformer', 'PrunedEncoderDecoder', 'PrunedImageClassifier'
+]

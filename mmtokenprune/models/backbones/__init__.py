@@ -1,0 +1,3 @@
+from .vit import PrunedVisionTransformer
+
+__all__ = ['PrunedVisionTransformer']

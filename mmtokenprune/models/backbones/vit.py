@@ -1,0 +1,266 @@
+"""``PrunedVisionTransformer``: mmpretrain's ViT/DeiT that compresses itself."""
+import inspect
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.utils.checkpoint as cp
+from mmengine.logging import print_log
+from mmengine.model import ModuleList
+from mmpretrain.models.backbones import VisionTransformer
+from mmpretrain.models.utils import resize_pos_embed
+from torch import Tensor
+
+from ...ops import ChannelGate, LayerDims, PruneSpec, TokenMap, unmerge_tokens
+from ...registry import MODELS
+from ..cdcp import (attention_flops, budget_loss, export_attention,
+                    export_ffn, ffn_flops, soft_width)
+from ..layers import PrunedTransformerEncoderLayer
+from .compress_cfg import ChannelCfg, TokenCfg
+
+__all__ = ['PrunedVisionTransformer']
+
+
+@MODELS.register_module()
+class PrunedVisionTransformer(VisionTransformer):
+    """Vision Transformer / DeiT that merges tokens and prunes channels.
+
+    A subclass of mmpretrain's
+    :class:`~mmpretrain.models.backbones.VisionTransformer` with the same
+    arguments, parameter names and outputs, plus:
+
+    - ``token_cfg``: a token reducer (``'ATME'`` or ``'ToMe'``) between
+      attention and MLP of the chosen layers. Features for ``out_indices``
+      are un-merged, so ``out_type='featmap'`` always gives the full
+      ``(B, C, H/16, W/16)`` grid and ``'avg_featmap'`` the mean over it.
+    - ``channel_cfg``: CDCP channel gates trained under a FLOPs budget, or a
+      prune spec that builds the smaller dense model written by
+      :meth:`export_pruned`.
+    - ``with_cp``: activation checkpointing of each layer in training.
+
+    With both off (``None``) the model equals upstream: same state_dict
+    keys, strict loading, same outputs.
+
+    Args:
+        token_cfg (dict, optional): ``type`` ('ATME' | 'ToMe'), one of ``r``
+            (int or per-layer list: tokens removed per reducing layer) and
+            ``keep_ratio`` (float or list in (0, 1]: fraction kept per
+            reducing layer), ``layers`` (reducing layer indices; defaults to
+            all but the last) and ``prop_attn`` (proportional attention;
+            defaults to True). Defaults to None.
+        channel_cfg (dict, optional): ``spec`` (JSON path or dict of a
+            :class:`~mmtokenprune.ops.PruneSpec`: build the pruned widths)
+            and/or ``type='CDCP'`` (add gates) with ``flops_target`` (kept
+            fraction of encoder FLOPs the budget loss aims at; defaults to
+            0.7), ``loss_weight`` (defaults to 1.0) and ``gate_init``
+            (defaults to 3.0). Defaults to None.
+        with_cp (bool): checkpoint each layer in training. Defaults to False.
+        *args, **kwargs: upstream's arguments (``arch``, ``img_size``,
+            ``out_indices``, ``out_type``...).
+
+    Examples:
+        >>> import torch
+        >>> from mmtokenprune.models import PrunedVisionTransformer
+        >>> model = PrunedVisionTransformer(
+        ...     arch='deit-tiny', img_size=224, out_type='featmap',
+        ...     token_cfg=dict(type='ATME', r=16))
+        >>> model.eval()
+        >>> model(torch.rand(1, 3, 224, 224))[0].shape
+        torch.Size([1, 192, 14, 14])
+    """
+
+    def __init__(self,
+                 *args,
+                 token_cfg: Optional[Dict] = None,
+                 channel_cfg: Optional[Dict] = None,
+                 with_cp: bool = False,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        upstream = inspect.signature(VisionTransformer.__init__).bind(
+            self, *args, **kwargs)
+        upstream.apply_defaults()
+        self.token_cfg = TokenCfg.parse(token_cfg, self.num_layers)
+        self.channel_cfg = ChannelCfg.parse(channel_cfg)
+        self.with_cp = with_cp
+        self.prune_spec = self._load_spec()
+        self._replace_layers(upstream.arguments)
+        if self.frozen_stages > 0:
+            self._freeze_stages()
+
+    # ----------------------------------------------------------- building
+    def _unpruned_widths(self) -> Tuple[Sequence[int], Sequence[int]]:
+        head = self.embed_dims // self.arch_settings['num_heads']
+        ffn = self.arch_settings['feedforward_channels']
+        return [head] * self.num_layers, [ffn] * self.num_layers
+
+    def _load_spec(self) -> Optional[PruneSpec]:
+        if self.channel_cfg.spec is None:
+            return None
+        spec = PruneSpec.load(self.channel_cfg.spec)
+        spec.validate(*self._unpruned_widths())
+        return spec
+
+    def _replace_layers(self, args: Dict) -> None:
+        """Rebuild ``self.layers`` as :class:`PrunedTransformerEncoderLayer`.
+
+        Upstream hard-codes its layer class; the replacement gets upstream's
+        per-layer arguments (the same computation as upstream's
+        ``__init__``) plus widths, gates and reducers.
+        """
+        layer_cfgs = args['layer_cfgs']
+        if isinstance(layer_cfgs, dict):
+            layer_cfgs = [layer_cfgs] * self.num_layers
+        dpr = np.linspace(0, args['drop_path_rate'], self.num_layers)
+        reducers = self.token_cfg.build_reducers(self.num_extra_tokens)
+        layers = []
+        for i in range(self.num_layers):
+            cfg = dict(
+                embed_dims=self.embed_dims,
+                num_heads=self.arch_settings['num_heads'],
+                feedforward_channels=self.arch_settings[
+                    'feedforward_channels'],
+                layer_scale_init_value=args['layer_scale_init_value'],
+                drop_rate=args['drop_rate'],
+                drop_path_rate=dpr[i],
+                qkv_bias=args['qkv_bias'],
+                norm_cfg=args['norm_cfg'])
+            cfg.update(layer_cfgs[i])
+            if self.prune_spec is not None:
+                dims = self.prune_spec.layers[i]
+                cfg.update(
+                    qk_dims=dims.qk_dims,
+                    v_dims=dims.v_dims,
+                    feedforward_channels=dims.ffn_dims)
+            layers.append(
+                PrunedTransformerEncoderLayer(
+                    **cfg,
+                    gated=self.channel_cfg.gated,
+                    gate_init=self.channel_cfg.gate_init,
+                    reducer=reducers[i],
+                    prop_attn=self.token_cfg.prop_attn,
+                    num_extra_tokens=self.num_extra_tokens))
+        self.layers = ModuleList(layers)
+        if self.token_cfg.enabled or self.channel_cfg.enabled:
+            print_log(
+                f'{type(self).__name__}: {self.num_layers} encoder layers '
+                f'replaced; {self.token_cfg.describe()}; '
+                f'{self.channel_cfg.describe()}', logger='current')
+
+    # ------------------------------------------------------------ forward
+    def forward(self, x: Tensor) -> Tuple:
+        """Modifications to upstream: layers take and return the
+        :class:`TokenMap` of this forward (None when no layer reduces
+        tokens), run under checkpointing with ``with_cp``, and outputs are
+        un-merged before :meth:`_format_output`."""
+        B = x.shape[0]
+        x, patch_resolution = self.patch_embed(x)
+        if self.cls_token is not None:
+            x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
+        x = x + resize_pos_embed(
+            self.pos_embed,
+            self.patch_resolution,
+            patch_resolution,
+            mode=self.interpolate_mode,
+            num_extra_tokens=self.num_extra_tokens)
+        x = self.drop_after_pos(x)
+        x = self.pre_norm(x)
+
+        tokens = None
+        if self.token_cfg.enabled:
+            tokens = TokenMap.identity(B, patch_resolution, x.device)
+        outs = []
+        for i, layer in enumerate(self.layers):
+            if self.with_cp and self.training and x.requires_grad:
+                x, tokens = cp.checkpoint(
+                    layer, x, tokens, use_reentrant=False)
+            else:
+                x, tokens = layer(x, tokens)
+            if i == len(self.layers) - 1 and self.final_norm:
+                x = self.ln1(x)
+            if i in self.out_indices:
+                outs.append(
+                    self._format_output(self._unmerge(x, tokens),
+                                        patch_resolution))
+        return tuple(outs)
+
+    def _unmerge(self, x: Tensor, tokens: Optional[TokenMap]) -> Tensor:
+        """Back to ``E + H0 * W0`` tokens (extra tokens first)."""
+        if tokens is None or self.out_type == 'cls_token':
+            return x
+        E = self.num_extra_tokens
+        return torch.cat([x[:, :E], unmerge_tokens(x[:, E:], tokens)], dim=1)
+
+    # --------------------------------------------------------------- CDCP
+    def token_counts(self, hw: Optional[Tuple[int, int]] = None):
+        """Tokens (extra included) seen by each layer's attention and MLP.
+
+        Args:
+            hw (tuple[int, int], optional): patch grid; defaults to the one
+                of ``img_size``.
+
+        Returns:
+            list[tuple[int, int]]: ``(attention, mlp)`` per layer.
+        """
+        n = int(np.prod(hw or self.patch_resolution))
+        E = self.num_extra_tokens
+        counts = []
+        for step in self.token_cfg.schedule:
+            before = n
+            if step is not None:
+                n -= step.num_removed(n, 'token_cfg')
+            counts.append((before + E, n + E))
+        return counts
+
+    def flops_ratio(self) -> Tensor:
+        """Kept fraction of encoder-layer FLOPs at ``img_size``, with the
+        gates' soft widths (differentiable) against this model's widths."""
+        kept = full = 0.
+        C, h = self.embed_dims, self.arch_settings['num_heads']
+        for layer, (n_attn, n_ffn) in zip(self.layers, self.token_counts()):
+            attn = layer.attn
+            kept = kept + attention_flops(
+                n_attn, C, h, soft_width(attn.qk_gate, attn.qk_dims),
+                soft_width(attn.v_gate, attn.v_dims))
+            kept = kept + ffn_flops(
+                n_ffn, C,
+                soft_width(layer.ffn_gate, layer.ffn.feedforward_channels))
+            full += attention_flops(n_attn, C, h, attn.qk_dims, attn.v_dims)
+            full += ffn_flops(n_ffn, C, layer.ffn.feedforward_channels)
+        return kept / full
+
+    def compression_losses(self) -> Dict[str, Tensor]:
+        """The CDCP budget loss (empty without gates)."""
+        if not self.channel_cfg.gated:
+            return {}
+        ratio = self.flops_ratio()
+        loss = budget_loss(ratio, self.channel_cfg.flops_target)
+        return dict(loss_cdcp_budget=self.channel_cfg.loss_weight * loss)
+
+    def export_pruned(self) -> Tuple[PruneSpec, Dict[str, Tensor]]:
+        """Slice the gated channels away.
+
+        Returns:
+            tuple[PruneSpec, dict]: the spec of the smaller model and its
+            state_dict (this module's keys, gates removed). A model built
+            with ``channel_cfg=dict(spec=spec)`` loads it with
+            ``strict=True`` and computes what this model computes in eval.
+        """
+        gates = tuple(f'{name}.' for name, m in self.named_modules()
+                      if isinstance(m, ChannelGate))
+        state = {
+            k: v
+            for k, v in self.state_dict().items() if not k.startswith(gates)
+        }
+        dims = []
+        for i, layer in enumerate(self.layers):
+            qk, v, attn = export_attention(layer.attn)
+            ffn_dims, ffn = export_ffn(layer.ffn)
+            state.update({f'layers.{i}.attn.{k}': t for k, t in attn.items()})
+            state.update({f'layers.{i}.ffn.{k}': t for k, t in ffn.items()})
+            dims.append(LayerDims(qk_dims=qk, v_dims=v, ffn_dims=ffn_dims))
+        arch = dict(
+            embed_dims=self.embed_dims,
+            num_layers=self.num_layers,
+            num_heads=self.arch_settings['num_heads'],
+            feedforward_channels=self.arch_settings['feedforward_channels'])
+        return PruneSpec(arch=arch, layers=tuple(dims)), state

@@ -1,0 +1,121 @@
+"""The merge map: which current token stands for each original patch.
+
+Every token reducer turns ``(B, N, C)`` patch tokens into ``(B, N', C)``
+tokens. :class:`TokenMap` records, for every original patch position, which
+current token now represents it (``assign``), how many original patches each
+token stands for (``size``) and the original cell each token is anchored at
+(``anchor``). A reduction step is a :class:`MergePlan`; applying it is one
+scatter, composing it with the map is one gather, and un-merging back to the
+full grid is one gather. Extra tokens (cls, dist) never enter these tensors.
+"""
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+__all__ = ['MergePlan', 'TokenMap', 'merge_tokens', 'unmerge_tokens']
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    """One reduction step from ``N`` to ``num_out`` tokens.
+
+    Attributes:
+        old2new (Tensor): ``(B, N)`` long, the output token each current
+            token is folded into.
+        keep_idx (Tensor): ``(B, num_out)`` long, the current token that
+            heads each output token (its anchor is inherited), ascending.
+    """
+    old2new: Tensor
+    keep_idx: Tensor
+
+    @property
+    def num_out(self) -> int:
+        return self.keep_idx.shape[1]
+
+
+@dataclass(frozen=True)
+class TokenMap:
+    """Where the current patch tokens came from; a local of one forward.
+
+    Attributes:
+        assign (Tensor): ``(B, H0 * W0)`` long, index of the current token
+            that represents each original patch.
+        size (Tensor): ``(B, N)`` float, original patches per current token;
+            ``size.sum(1) == H0 * W0``.
+        anchor (Tensor): ``(B, N)`` long, flat original cell of each token.
+        grid (tuple[int, int]): the original patch grid ``(H0, W0)``.
+    """
+    assign: Tensor
+    size: Tensor
+    anchor: Tensor
+    grid: Tuple[int, int]
+
+    @classmethod
+    def identity(cls, batch: int, grid: Tuple[int, int],
+                 device: Optional[torch.device] = None,
+                 dtype: torch.dtype = torch.float32) -> 'TokenMap':
+        """The map of an unreduced ``H0 x W0`` grid."""
+        n = grid[0] * grid[1]
+        idx = torch.arange(n, device=device).expand(batch, n)
+        size = torch.ones(batch, n, device=device, dtype=dtype)
+        return cls(assign=idx, size=size, anchor=idx, grid=tuple(grid))
+
+    @property
+    def num_tokens(self) -> int:
+        return self.size.shape[1]
+
+    def assign_grid(self) -> Tensor:
+        """``assign`` as ``(B, H0, W0)``."""
+        return self.assign.view(-1, *self.grid)
+
+    def anchor_yx(self) -> Tuple[Tensor, Tensor]:
+        """Row and column of each token's anchor cell, each ``(B, N)``."""
+        return self.anchor // self.grid[1], self.anchor % self.grid[1]
+
+    def apply(self, plan: MergePlan) -> 'TokenMap':
+        """Compose this map with one more reduction step (one gather)."""
+        size = self.size.new_zeros(self.size.shape[0], plan.num_out)
+        size.scatter_add_(1, plan.old2new, self.size)
+        return TokenMap(
+            assign=plan.old2new.gather(1, self.assign),
+            size=size,
+            anchor=self.anchor.gather(1, plan.keep_idx),
+            grid=self.grid)
+
+
+def merge_tokens(x: Tensor, plan: MergePlan, weight: Tensor) -> Tensor:
+    """Fold tokens into their targets as a weighted average.
+
+    Args:
+        x (Tensor): ``(B, N, C)`` tokens.
+        plan (MergePlan): the step to apply.
+        weight (Tensor): ``(B, N)`` positive weights, e.g. the token sizes
+            (size-weighted merging) or TPS's similarity weights.
+
+    Returns:
+        Tensor: ``(B, num_out, C)``; a token that absorbs nothing is returned
+        unchanged (up to rounding).
+    """
+    B, _, C = x.shape
+    w = weight.to(x.dtype).unsqueeze(-1)
+    index = plan.old2new.unsqueeze(-1)
+    out = x.new_zeros(B, plan.num_out, C)
+    out.scatter_add_(1, index.expand(-1, -1, C), x * w)
+    den = x.new_zeros(B, plan.num_out, 1).scatter_add_(1, index, w)
+    return out / den
+
+
+def unmerge_tokens(x: Tensor, tokens: TokenMap) -> Tensor:
+    """Give every original patch the feature of the token representing it.
+
+    Args:
+        x (Tensor): ``(B, N, C)`` current patch tokens.
+        tokens (TokenMap): the map of the same forward.
+
+    Returns:
+        Tensor: ``(B, H0 * W0, C)``.
+    """
+    index = tokens.assign.unsqueeze(-1).expand(-1, -1, x.shape[-1])
+    return x.gather(1, index)
