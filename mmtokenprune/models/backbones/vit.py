@@ -1,6 +1,6 @@
 """``PrunedVisionTransformer``: mmpretrain's ViT/DeiT that compresses itself."""
 import inspect
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -152,6 +152,21 @@ class PrunedVisionTransformer(VisionTransformer):
         :class:`TokenMap` of this forward (None when no layer reduces
         tokens), run under checkpointing with ``with_cp``, and outputs are
         un-merged before :meth:`_format_output`."""
+        outs = []
+        for i, x, tokens, hw in self._encode(x):
+            if i in self.out_indices:
+                outs.append(self._format_output(self._unmerge(x, tokens), hw))
+        return tuple(outs)
+
+    @torch.no_grad()
+    def token_maps(self, x: Tensor) -> List[Optional[TokenMap]]:
+        """The :class:`TokenMap` after every layer, for inspection (e.g.
+        drawing merge regions); None for all when nothing is reduced."""
+        return [tokens for _, _, tokens, _ in self._encode(x)]
+
+    def _encode(self, x: Tensor) -> Iterator:
+        """Yield ``(layer index, tokens, token map, patch grid)`` after each
+        layer (after the final norm for the last one)."""
         B = x.shape[0]
         x, patch_resolution = self.patch_embed(x)
         if self.cls_token is not None:
@@ -168,7 +183,6 @@ class PrunedVisionTransformer(VisionTransformer):
         tokens = None
         if self.token_cfg.enabled:
             tokens = TokenMap.identity(B, patch_resolution, x.device)
-        outs = []
         for i, layer in enumerate(self.layers):
             if self.with_cp and self.training and x.requires_grad:
                 x, tokens = cp.checkpoint(
@@ -177,11 +191,7 @@ class PrunedVisionTransformer(VisionTransformer):
                 x, tokens = layer(x, tokens)
             if i == len(self.layers) - 1 and self.final_norm:
                 x = self.ln1(x)
-            if i in self.out_indices:
-                outs.append(
-                    self._format_output(self._unmerge(x, tokens),
-                                        patch_resolution))
-        return tuple(outs)
+            yield i, x, tokens, patch_resolution
 
     def _unmerge(self, x: Tensor, tokens: Optional[TokenMap]) -> Tensor:
         """Back to ``E + H0 * W0`` tokens (extra tokens first)."""
