@@ -1,0 +1,8 @@
+"""Datasets registered into mmseg's ``DATASETS`` registry.
+
+Configs load them with ``custom_imports=dict(
+imports=['mmtokenprune.datasets'], allow_failed_imports=False)``.
+"""
+from .camvid import CamVidDataset
+
+__all__ = ['CamVidDataset']
