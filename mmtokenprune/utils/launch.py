@@ -1,0 +1,152 @@
+"""Shared pieces of ``tools/train.py`` and ``tools/test.py``.
+
+Both tools work for mmseg and mmpretrain configs alike: the config's
+``default_scope`` decides which library's registries the Runner uses.
+"""
+import argparse
+import os
+import os.path as osp
+from typing import List, Optional
+
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+__all__ = [
+    'base_parser', 'load_config', 'build_runner', 'enable_amp', 'set_resume'
+]
+
+_DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    """Build a parser with the arguments both tools share.
+
+    Args:
+        description (str): Text shown by ``--help``.
+
+    Returns:
+        argparse.ArgumentParser: Parser with ``config``, ``--work-dir``,
+        ``--cfg-options``, ``--launcher`` and ``--local_rank``; tools add
+        their own arguments.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        '--work-dir',
+        help='folder for logs and checkpoints; defaults to the config\'s '
+        '`work_dir`, else ./work_dirs/<config name>')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config keys, e.g. `data_root=/data/camvid '
+        'train_cfg.max_iters=100`; a top-level `data_root` is copied into '
+        'every dataloader\'s dataset')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher (`pytorch` under torchrun)')
+    # torchrun sets LOCAL_RANK; older launchers pass --local_rank.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """Read ``args.config`` and apply the shared command-line options.
+
+    Args:
+        args (argparse.Namespace): Parsed arguments of :func:`base_parser`.
+
+    Returns:
+        Config: Config with ``launcher``, ``work_dir`` and the
+        ``--cfg-options`` applied.
+    """
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+        if 'data_root' in args.cfg_options:
+            _propagate_data_root(cfg, args.cfg_options['data_root'])
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        name = osp.splitext(osp.basename(args.config))[0]
+        cfg.work_dir = osp.join('./work_dirs', name)
+    return cfg
+
+
+def _propagate_data_root(cfg: Config, data_root: str) -> None:
+    """Copy a ``data_root`` override into the datasets that have one.
+
+    Config variables are resolved when a file is read, so overriding the
+    top-level ``data_root`` alone would not reach the dataloaders.
+    """
+    for key in _DATALOADERS:
+        loader = cfg.get(key, None)
+        if loader is None:
+            continue
+        for dataset in _iter_datasets(loader.get('dataset', None)):
+            if 'data_root' in dataset:
+                dataset['data_root'] = data_root
+
+
+def _iter_datasets(dataset) -> List[dict]:
+    """Return ``dataset`` and every dataset nested in wrappers of it."""
+    if not isinstance(dataset, dict):
+        return []
+    found = [dataset]
+    for child in [dataset.get('dataset', None)] + list(
+            dataset.get('datasets', None) or []):
+        found.extend(_iter_datasets(child))
+    return found
+
+
+def enable_amp(cfg: Config) -> None:
+    """Switch ``optim_wrapper`` to mmengine's ``AmpOptimWrapper``.
+
+    Args:
+        cfg (Config): Training config; needs ``optim_wrapper``.
+    """
+    wrapper = cfg.get('optim_wrapper', None)
+    if wrapper is None:
+        raise KeyError('--amp needs `optim_wrapper` in the config')
+    if wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+        print_log('AMP is already enabled in the config.', logger='current')
+        return
+    if wrapper.get('type', 'OptimWrapper') != 'OptimWrapper':
+        raise ValueError('--amp replaces `optim_wrapper.type=OptimWrapper`, '
+                         f'got {wrapper["type"]!r}')
+    wrapper.type = 'AmpOptimWrapper'
+    wrapper.setdefault('loss_scale', 'dynamic')
+
+
+def set_resume(cfg: Config, resume: Optional[str]) -> None:
+    """Apply ``--resume``: ``'auto'`` finds the latest checkpoint.
+
+    Args:
+        cfg (Config): Training config.
+        resume (str, optional): None (no resume), ``'auto'`` (latest
+            checkpoint in ``work_dir``) or a checkpoint path.
+    """
+    if resume is None:
+        return
+    cfg.resume = True
+    cfg.load_from = None if resume == 'auto' else resume
+
+
+def build_runner(cfg: Config) -> Runner:
+    """Build the Runner, honouring a custom ``runner_type``.
+
+    Args:
+        cfg (Config): Complete config.
+
+    Returns:
+        Runner: The built runner.
+    """
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

@@ -1,0 +1,35 @@
+"""Evaluate a checkpoint on an mmseg or mmpretrain config's test set.
+
+Examples:
+    python tools/test.py CONFIG CKPT [--out metrics.json]
+"""
+import json
+import os.path as osp
+
+from mmengine.utils import mkdir_or_exist
+
+import mmtokenprune  # noqa: F401  (environment fixes before anything else)
+from mmtokenprune.utils.launch import base_parser, build_runner, load_config
+
+
+def main(argv=None):
+    """Parse ``argv``, test, and return the metrics dict."""
+    parser = base_parser('Test a checkpoint with mmengine Runner')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--out', help='also write the returned metrics to this JSON file')
+    args = parser.parse_args(argv)
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        parser.error(f'checkpoint {args.checkpoint!r} does not exist')
+    cfg = load_config(args)
+    cfg.load_from = args.checkpoint
+    metrics = build_runner(cfg).test()
+    if args.out:
+        mkdir_or_exist(osp.dirname(osp.abspath(args.out)))
+        with open(args.out, 'w') as f:
+            json.dump(metrics, f, indent=2, default=float)
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
