@@ -93,7 +93,7 @@ class PrunedMultiheadAttention(MultiheadAttention):
         k = k.view(B, N, h, dqk).transpose(1, 2)
         v = v.view(B, N, h, dv).transpose(1, 2)
         if self.qk_gate is not None:
-            q = self.qk_gate(q)  # a 0/1 mask: q*m . k == q*m . k*m
+            q, k = self.qk_gate(q), self.qk_gate(k)  # k: reducers match on it
             v = self.v_gate(v)
         attn_drop = self.attn_drop if self.training else 0.
         out = F.scaled_dot_product_attention(

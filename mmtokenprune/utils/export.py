@@ -1,0 +1,44 @@
+"""Write a gated model's exported spec and sliced weights to disk."""
+import os
+import os.path as osp
+from typing import Tuple
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import MODELS, init_default_scope
+from mmengine.runner import load_checkpoint
+
+from ..ops import PruneSpec
+
+__all__ = ['export_checkpoint']
+
+
+def export_checkpoint(config: str, checkpoint: str,
+                      out_dir: str) -> Tuple[PruneSpec, str]:
+    """Build ``config``, load ``checkpoint``, slice the backbone's gates.
+
+    Returns:
+        tuple[PruneSpec, str]: the spec and the path of ``pruned.pth``.
+    """
+    cfg = Config.fromfile(config)
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    model.eval()
+    if not hasattr(model.backbone, 'export_pruned'):
+        raise TypeError(f'{type(model.backbone).__name__} cannot export a '
+                        'pruned model; use an mmtokenprune backbone.')
+    spec, backbone_state = model.backbone.export_pruned()
+    state = {
+        k: v
+        for k, v in model.state_dict().items() if not k.startswith('backbone.')
+    }
+    state.update({f'backbone.{k}': v for k, v in backbone_state.items()})
+    os.makedirs(out_dir, exist_ok=True)
+    spec.dump(osp.join(out_dir, 'prune_spec.json'))
+    path = osp.join(out_dir, 'pruned.pth')
+    meta = dict(prune_spec=spec.to_dict(), source=str(checkpoint),
+                config=str(config))
+    torch.save(dict(state_dict=state, meta=meta), path)
+    return spec, path
