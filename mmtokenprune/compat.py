@@ -105,7 +105,7 @@ def _install_mmcv_ops_fallback() -> bool:
 
 def _missing_op(name: str):
     """Module ``__getattr__`` of the fallback: fail loudly for real ops."""
-    if name.startswith('__'):  # keep hasattr/inspect/pickle probes working
+    if name.startswith('_'):  # keep hasattr/inspect/IPython probes quiet
         raise AttributeError(f"module 'mmcv.ops' has no attribute {name!r}")
     from .utils.mmcv_fallback_ops import missing_op_message
     raise ModuleNotFoundError(missing_op_message(name), name='mmcv._ext')

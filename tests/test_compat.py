@@ -76,7 +76,9 @@ def test_missing_op_says_full_mmcv_is_needed():
         from mmcv.ops import nms  # noqa: F401
     with pytest.raises(ModuleNotFoundError, match='mmcv.ops.roi_align'):
         mmcv.ops.roi_align
-    assert not hasattr(mmcv.ops, '__path__')  # dunder probes stay quiet
+    # Private and dunder probes (hasattr, IPython, inspect) stay quiet.
+    assert not hasattr(mmcv.ops, '__path__')
+    assert getattr(mmcv.ops, '_repr_html_', None) is None
 
 
 @pytest.mark.parametrize('align_corners', [False, True])

@@ -36,14 +36,18 @@ for line in open(sys.argv[1]):
         sys.exit(1)
     if sep != '==' or have.split('+')[0] != want.strip():
         sys.exit(1)
-import setuptools  # noqa: F401,E402  (needed for the editable install)
+# The editable install below builds without isolation: PEP 660 with no
+# separate `wheel` package needs setuptools >= 70.1.
+import setuptools  # noqa: E402
+if tuple(int(x) for x in setuptools.__version__.split('.')[:2]) < (70, 1):
+    sys.exit(1)
 PYCODE
 }
 if pins_satisfied >/dev/null 2>&1; then
   echo "[setup] requirements.txt already satisfied"
 else
   echo "[setup] installing requirements.txt into $("$PY" -c 'import sys; print(sys.executable)')"
-  pip_install -r requirements.txt 'setuptools>=64'
+  pip_install -r requirements.txt 'setuptools>=70.1'
 fi
 
 # Full mmcv and mmcv-lite install the same `mmcv` module: never replace one

@@ -28,6 +28,7 @@ def main(argv=None):
         mkdir_or_exist(osp.dirname(osp.abspath(args.out)))
         with open(args.out, 'w') as f:
             json.dump(metrics, f, indent=2, default=float)
+            f.write('\n')
     return metrics
 
 
