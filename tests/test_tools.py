@@ -20,9 +20,12 @@ from mmtokenprune.utils.launch import (base_parser, enable_amp, load_config,
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CAMVID_BASE = osp.join(REPO, 'configs', '_base_', 'datasets', 'camvid.py')
 
-# The one place that names the backbone of the tiny model.
+# The one place that names the backbone of the tiny model: ours, merging
+# tokens and gating channels, so training exercises the budget loss too.
 BACKBONE = dict(
-    type='mmpretrain.VisionTransformer',
+    type='mmtokenprune.PrunedVisionTransformer',
+    token_cfg=dict(type='ATME', keep_ratio=0.8),
+    channel_cfg=dict(type='CDCP', flops_target=0.5),
     arch=dict(
         embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
     img_size=64,
@@ -71,7 +74,7 @@ val_dataloader = dict(
     dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 model = dict(
-    type='EncoderDecoder',
+    type='mmtokenprune.PrunedEncoderDecoder',
     data_preprocessor=dict(
         type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53],
         std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_val=0,
@@ -127,6 +130,7 @@ def test_train_resume_then_test(tmp_path, tiny_camvid):
     # names keep mmengine's per-experiment singletons apart.
     runner = train.main(common + ['experiment_name=train'])
     assert runner.iter == 2
+    assert 'loss_cdcp_budget' in read_log(runner)  # the backbone's loss
     assert osp.isfile(osp.join(work_dir, 'iter_2.pth'))
 
     runner = train.main(
