@@ -37,9 +37,12 @@ for line in open(sys.argv[1]):
     if sep != '==' or have.split('+')[0] != want.strip():
         sys.exit(1)
 # The editable install below builds without isolation: PEP 660 with no
-# separate `wheel` package needs setuptools >= 70.1.
+# separate `wheel` package needs setuptools >= 70.1; mmengine 0.10.7 resolves
+# `mmseg::`/`mmpretrain::` config bases with pkg_resources, which setuptools
+# 81 removed.
 import setuptools  # noqa: E402
-if tuple(int(x) for x in setuptools.__version__.split('.')[:2]) < (70, 1):
+have = tuple(int(x) for x in setuptools.__version__.split('.')[:2])
+if not (70, 1) <= have < (81, 0):
     sys.exit(1)
 PYCODE
 }
@@ -47,7 +50,7 @@ if pins_satisfied >/dev/null 2>&1; then
   echo "[setup] requirements.txt already satisfied"
 else
   echo "[setup] installing requirements.txt into $("$PY" -c 'import sys; print(sys.executable)')"
-  pip_install -r requirements.txt 'setuptools>=70.1'
+  pip_install -r requirements.txt 'setuptools>=70.1,<81'
 fi
 
 # Full mmcv and mmcv-lite install the same `mmcv` module: never replace one
