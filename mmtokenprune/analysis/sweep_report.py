@@ -1,0 +1,181 @@
+"""Markdown tables and the Pareto plot of a sweep's rows.
+
+Rows are the dicts of :func:`mmtokenprune.analysis.sweep.run_sweep` (or
+read back from its CSV).
+"""
+import math
+from typing import Dict, List, Optional, Sequence, Tuple
+
+__all__ = ['format_markdown', 'pareto_front', 'plot_pareto']
+
+MARKERS = {'ATME': 'o', 'ToMe': 's', 'spec': '^'}
+COLORS = {'ATME': 'tab:blue', 'ToMe': 'tab:orange', 'spec': 'tab:green'}
+
+
+def _num(row: Dict, key: str) -> float:
+    value = row.get(key, float('nan'))
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float('nan')
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return '–' if math.isnan(value) else f'{value:.{digits}f}'
+
+
+def _batches(rows: Sequence[Dict]) -> List[int]:
+    found = {
+        int(k.rsplit('_b', 1)[1])
+        for r in rows
+        for k in r if k.startswith('ms_backbone_b')
+    }
+    return sorted(found)
+
+
+def _baseline(rows: Sequence[Dict]) -> Optional[Dict]:
+    return next((r for r in rows if r.get('setting') == 'baseline'), None)
+
+
+def format_markdown(rows: Sequence[Dict], title: str = '') -> str:
+    """A results table and a per-class table.
+
+    Speed-ups are against the unreduced, unpruned model timed in turns with
+    each setting in the same run; Δ is against the ``baseline`` row.
+    """
+    if not rows:
+        return ''
+    name = rows[0].get('score_name', 'score')
+    base = _baseline(rows)
+    batches = _batches(rows)
+    head = [
+        'setting', name, f'Δ{name}', 'backbone GFLOPs', 'model GFLOPs',
+        'merge GFLOPs'
+    ]
+    head += [f'backbone ms b{b}' for b in batches]
+    head += [f'model ms b{b}' for b in batches]
+    head += [f'backbone speed-up b{b}' for b in batches]
+    head += [f'model speed-up b{b}' for b in batches]
+    head += ['load avg']
+    lines = []
+    if title:
+        lines += [title, '']
+    first = rows[0]
+    lines += [
+        f'Machine: {first.get("device", "?")}; input '
+        f'{first.get("image_size", "?")}; latency = median ms per forward '
+        'of the batch; speed-up = latency of the unreduced, unpruned model '
+        '(fused SDPA) timed in turns with the setting in the same run, '
+        'divided by the setting\'s; GFLOPs per image (1 MAC = 1 FLOP), '
+        'merge = gather/scatter/sort ops; load avg = 1-min load during '
+        'timing.', '', '| ' + ' | '.join(head) + ' |',
+        '|' + '|'.join(['---'] + ['---:'] * (len(head) - 1)) + '|'
+    ]
+    for r in rows:
+        score = _num(r, 'score')
+        delta = score - _num(base, 'score') if base else float('nan')
+        cells = [
+            f'`{r["setting"]}`',
+            _fmt(score),
+            _fmt(delta, 2),
+            _fmt(_num(r, 'gflops_backbone')),
+            _fmt(_num(r, 'gflops_model')),
+            _fmt(_num(r, 'gflops_merge'), 3)
+        ]
+        cells += [_fmt(_num(r, f'ms_backbone_b{b}'), 0) for b in batches]
+        cells += [_fmt(_num(r, f'ms_model_b{b}'), 0) for b in batches]
+        cells += [_fmt(_num(r, f'speedup_backbone_b{b}')) for b in batches]
+        cells += [_fmt(_num(r, f'speedup_model_b{b}')) for b in batches]
+        cells += [_fmt(_num(r, 'load_avg'), 1)]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    classes = [k for k in rows[0] if k.startswith(('IoU.', 'acc.'))]
+    if classes:
+        lines += [
+            '', f'Per class ({classes[0].split(".")[0]}, %):', '',
+            '| setting | ' + ' | '.join(c.split('.', 1)[1]
+                                        for c in classes) + ' |',
+            '|' + '|'.join(['---'] + ['---:'] * len(classes)) + '|'
+        ]
+        for r in rows:
+            lines.append(f'| `{r["setting"]}` | ' +
+                         ' | '.join(_fmt(_num(r, c), 1)
+                                    for c in classes) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def pareto_front(points: Sequence[Tuple[float, float]]) -> List[int]:
+    """Indices of points no other point beats (lower x and higher y),
+    sorted by x."""
+    order = sorted(
+        range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -math.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def plot_pareto(rows: Sequence[Dict],
+                path: str,
+                batch: int = 1,
+                title: str = '') -> None:
+    """Accuracy against relative backbone latency and against GFLOPs.
+
+    One marker per setting (shape by family), the baseline a large red
+    star, the Pareto front dashed. Latency is the setting's over the
+    unreduced model's, both timed in the same run (1.0 = baseline).
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows = [r for r in rows if not math.isnan(_num(r, 'score'))]
+    name = rows[0].get('score_name', 'score') if rows else 'score'
+    axes_keys = (('rel_latency', f'backbone latency at batch {batch}, '
+                  'relative to the unreduced model'),
+                 ('gflops_backbone', 'backbone GFLOPs per image'))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for ax, (key, label) in zip(axes, axes_keys):
+        points = []
+        for r in rows:
+            if key == 'rel_latency':
+                x = 1 / _num(r, f'speedup_backbone_b{batch}')
+            else:
+                x = _num(r, key)
+            points.append((x, _num(r, 'score')))
+        for r, (x, y) in zip(rows, points):
+            family = r.get('family', 'baseline')
+            is_base = r.get('setting') == 'baseline'
+            kind = family.split('+')[0]
+            marker = 'P' if '+spec' in family else MARKERS.get(kind, 'D')
+            ax.scatter(
+                x,
+                y,
+                marker='*' if is_base else marker,
+                s=260 if is_base else 60,
+                c='red' if is_base else COLORS.get(kind, 'tab:gray'),
+                zorder=3,
+                edgecolors='black',
+                linewidths=0.5,
+                label=None if is_base else family)
+            ax.annotate(
+                r['setting'], (x, y),
+                fontsize=7,
+                xytext=(4, 4),
+                textcoords='offset points')
+        front = [points[i] for i in pareto_front(points)]
+        ax.plot([p[0] for p in front], [p[1] for p in front],
+                '--',
+                color='gray',
+                zorder=1,
+                label='Pareto front')
+        ax.set_xlabel(label)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        ax.legend(unique.values(), unique.keys(), fontsize=8)
+    fig.suptitle(title or f'{name} vs speed (baseline: red star)')
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,166 @@
+"""tools/analysis/sweep.py on a tiny synthetic CamVid and a tiny model."""
+import csv
+import importlib.util
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import MODELS, init_default_scope
+from PIL import Image
+from test_tools import tiny_seg_config
+
+import mmtokenprune.analysis.sweep as sweep_mod
+from mmtokenprune.analysis.sweep import parse_setting
+from mmtokenprune.ops import ChannelGate
+from mmtokenprune.utils.export import export_checkpoint
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CLASSES = ('Sky', 'Building', 'Pole', 'Road', 'Pavement', 'Tree', 'SignSymbol',
+           'Fence', 'Car', 'Pedestrian', 'Bicyclist')
+BACKBONE = dict(
+    type='mmtokenprune.PrunedVisionTransformer',
+    arch=dict(
+        embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
+    img_size=64,
+    patch_size=16,
+    out_type='featmap',
+    out_indices=(1, ),
+    init_cfg=None)
+
+
+def load_sweep_tool():
+    path = osp.join(REPO, 'tools', 'analysis', 'sweep.py')
+    spec = importlib.util.spec_from_file_location('_tools_sweep', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def trained(tmp_path, tiny_camvid):
+    """Config of the tiny model, its checkpoint, and an exported CDCP
+    spec of a gated copy (random gates)."""
+    config = tmp_path / 'tiny.py'
+    config.write_text(tiny_seg_config(tiny_camvid, BACKBONE))
+    gated_cfg = tmp_path / 'gated.py'
+    gated = dict(BACKBONE, channel_cfg=dict(type='CDCP'))
+    gated_cfg.write_text(tiny_seg_config(tiny_camvid, gated))
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(str(gated_cfg)).model)
+    for m in model.modules():
+        if isinstance(m, ChannelGate):
+            m.logits.data = torch.randn_like(m.logits)
+    gated_ckpt = tmp_path / 'gated.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta={}), gated_ckpt)
+    export_checkpoint(str(gated_cfg), str(gated_ckpt), str(tmp_path / 'ex'))
+    state = {k: v for k, v in model.state_dict().items() if '_gate' not in k}
+    ckpt = tmp_path / 'tiny.pth'
+    torch.save(dict(state_dict=state, meta={}), ckpt)
+    return str(config), str(ckpt), str(tmp_path / 'ex' / 'prune_spec.json')
+
+
+def test_sweep_columns_plot_and_resume(trained, tmp_path, monkeypatch):
+    config, ckpt, spec = trained
+    out = str(tmp_path / 'sweep')
+    settings = [
+        'baseline', 'ATME:r=1,prop_attn=false', f'ATME:r=1+spec={spec}'
+    ]
+    argv = [
+        config, ckpt, '--out', out, '--settings', *settings, '--image-size',
+        '48', '64', '--batch-sizes', '1', '2', '--repeats', '1', '--warmup',
+        '0', '--no-progress'
+    ]
+    tool = load_sweep_tool()
+    table = tool.main(argv)
+    with open(osp.join(out, 'sweep.csv'), newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert [r['setting'] for r in rows] == settings
+    expected = {
+        'score', 'score_name', 'gflops_backbone', 'gflops_model',
+        'gflops_merge', 'params_M', 'load_avg', 'device'
+    }
+    for part in ('backbone', 'model'):
+        for b in (1, 2):
+            expected |= {
+                f'ms_{part}_b{b}', f'ref_ms_{part}_b{b}',
+                f'speedup_{part}_b{b}'
+            }
+    expected |= {f'IoU.{c}' for c in CLASSES}
+    for row in rows:
+        missing = {k for k in expected if row.get(k, '') == ''}
+        assert not missing, (row['setting'], missing)
+        assert row['score_name'] == 'mIoU'
+        assert 0 <= float(row['score']) <= 100
+    base, atme, pruned = rows
+    assert float(base['speedup_backbone_b1']) == 1.0
+    assert float(atme['gflops_merge']) > 0 == float(base['gflops_merge'])
+    assert float(pruned['params_M']) < float(atme['params_M'])
+    assert pruned['checkpoint'].endswith('pruned.pth')
+    assert '`ATME:r=1,prop_attn=false`' in table
+    png = osp.join(out, 'pareto.png')
+    with open(png, 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    with Image.open(png) as img:
+        img.verify()
+
+    # A rerun evaluates only the new setting.
+    evaluated = []
+    real = sweep_mod.evaluate_setting
+
+    def spy(cfg, checkpoint, work_dir, name):
+        evaluated.append(name)
+        return real(cfg, checkpoint, work_dir, name)
+
+    monkeypatch.setattr(sweep_mod, 'evaluate_setting', spy)
+    tool.main(argv[:argv.index('--image-size')] + ['ToMe:keep_ratio=0.9'] +
+              argv[argv.index('--image-size'):])
+    assert evaluated == ['sweep_ToMe_keep_ratio=0.9']
+    with open(osp.join(out, 'sweep.csv'), newline='') as f:
+        assert len(list(csv.DictReader(f))) == len(settings) + 1
+
+
+def test_parse_setting_grammar():
+    s = parse_setting('ATME:r=16/8,layers=0-2,prop_attn=false')
+    assert s.token_cfg == dict(
+        type='ATME', r=[16, 8], layers=[0, 1, 2], prop_attn=False)
+    assert s.family == 'ATME' and s.spec is None
+    assert parse_setting('ToMe:keep_ratio=0.9').token_cfg == dict(
+        type='ToMe', keep_ratio=0.9)
+    assert parse_setting('baseline').family == 'baseline'
+
+
+@pytest.mark.parametrize('text, match', [
+    ('ATME:kep_ratio=0.9', 'kep_ratio'),
+    ('Foo:r=8', 'Foo'),
+    ('ATME:r=eight', 'r=eight'),
+    ('ATME:prop_attn=maybe', 'prop_attn'),
+    ('spec=/no/such/prune_spec.json', '`spec`'),
+    ('ATME:r=8+ckpt=/no/such.pth', '`ckpt`'),
+])
+def test_bad_setting_names_the_key(text, match):
+    with pytest.raises(ValueError, match=match):
+        parse_setting(text)
+
+
+def test_bad_setting_fails_before_any_work(tmp_path):
+    tool = load_sweep_tool()
+    with pytest.raises(ValueError, match='keep_ratoi'):
+        tool.main([
+            '/no/config.py', '/no/ckpt.pth', '--out',
+            str(tmp_path / 'o'), '--settings', 'baseline',
+            'ToMe:keep_ratoi=0.5'
+        ])
+    assert not osp.exists(tmp_path / 'o')
+
+
+def test_bad_reducer_value_names_token_cfg(trained, tmp_path):
+    config, ckpt, _ = trained
+    tool = load_sweep_tool()
+    with pytest.raises(ValueError, match='token_cfg'):
+        tool.main([
+            config, ckpt, '--out',
+            str(tmp_path / 'o'), '--settings', 'ATME:keep_ratio=1.5',
+            '--batch-sizes', '1', '--repeats', '1', '--no-progress'
+        ])

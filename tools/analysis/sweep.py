@@ -1,0 +1,109 @@
+"""Accuracy against speed of one trained model over a grid of settings.
+
+Evaluates the checkpoint under each setting (mIoU and per-class IoU, or
+top-1), counts GFLOPs and times the backbone and whole model at batch 1
+and 8 in turns with the unreduced model; writes ``OUT/sweep.csv``,
+``OUT/sweep.md`` and ``OUT/pareto.png``. A rerun skips the settings already
+in the CSV.
+
+Setting strings (parts joined by ``+``; see mmtokenprune/analysis/sweep.py):
+``baseline``, ``ATME:keep_ratio=0.9``, ``ToMe:r=8``,
+``ATME:r=16,layers=0-10,prop_attn=false``,
+``spec=DIR/prune_spec.json[,ckpt=DIR/pruned.pth]``,
+``ATME:keep_ratio=0.9+spec=DIR/prune_spec.json``, ``ckpt=PATH``.
+
+Examples:
+    python tools/analysis/sweep.py \\
+        configs/camvid/deit-t16_fcn_1xb4-4k_camvid-256x256.py \\
+        work_dirs/camvid_deit-t16_baseline/best_mIoU_iter_4000.pth \\
+        --out work_dirs/sweep_camvid \\
+        --settings baseline ATME:keep_ratio=0.9 ToMe:keep_ratio=0.9
+"""
+import argparse
+import os.path as osp
+import sys
+from typing import List, Optional
+
+from mmengine.config import Config, DictAction
+
+import mmtokenprune  # noqa: F401  (environment fixes before mmseg)
+from mmtokenprune.analysis.sweep import parse_setting, run_sweep
+from mmtokenprune.analysis.sweep_report import format_markdown, plot_pareto
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Accuracy vs speed over settings of one checkpoint.')
+    parser.add_argument(
+        'config',
+        help='config the checkpoint was trained '
+        'with (its reducers/pruning are replaced)')
+    parser.add_argument('checkpoint', help='trained checkpoint')
+    parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument(
+        '--settings',
+        nargs='+',
+        required=True,
+        metavar='SETTING',
+        help='setting strings; put `baseline` first for the Δ column')
+    parser.add_argument(
+        '--image-size',
+        type=int,
+        nargs=2,
+        default=(360, 480),
+        metavar=('H', 'W'),
+        help='input of FLOPs and latency')
+    parser.add_argument('--batch-sizes', type=int, nargs='+', default=(1, 8))
+    parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--title', default='', help='plot/table title')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='config overrides, e.g. data_root=... (copied into the test '
+        'dataset)')
+    parser.add_argument('--no-progress', action='store_true')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> str:
+    """Run the sweep; return the markdown table."""
+    args = parse_args(argv)
+    for text in args.settings:  # fail before any work
+        parse_setting(text)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+        if 'data_root' in args.cfg_options:
+            cfg.test_dataloader.dataset.data_root = \
+                args.cfg_options['data_root']
+    md_path = osp.join(args.out, 'sweep.md')
+    png_path = osp.join(args.out, 'pareto.png')
+
+    def report(rows):
+        with open(md_path, 'w') as f:
+            f.write(format_markdown(rows, args.title))
+        plot_pareto(
+            rows, png_path, batch=min(args.batch_sizes), title=args.title)
+
+    rows = run_sweep(
+        cfg,
+        args.checkpoint,
+        args.settings,
+        args.out,
+        image_size=tuple(args.image_size),
+        batch_sizes=args.batch_sizes,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        on_row=report,
+        progress=not args.no_progress)
+    report(rows)
+    table = format_markdown(rows, args.title)
+    print(table)
+    print(f'wrote {osp.join(args.out, "sweep.csv")}, {md_path}, {png_path}')
+    return table
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])
