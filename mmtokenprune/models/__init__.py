@@ -1,6 +1,7 @@
 """mm integration: importing this registers every mmtokenprune model."""
 from . import reducers  # noqa: F401  (registers ATME, ToMe)
 from .backbones import PrunedVisionTransformer
+from .backbones import PrunedSwinTransformer  # noqa: F401
 from .compressed_models import PrunedEncoderDecoder, PrunedImageClassifier
 
 __all__ = [

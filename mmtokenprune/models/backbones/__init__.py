@@ -1,3 +1,4 @@
+from .swin import PrunedSwinTransformer  # noqa: F401
 from .vit import PrunedVisionTransformer
 
 __all__ = ['PrunedVisionTransformer']

@@ -1,0 +1,191 @@
+"""Swin block that merges tokens inside its windows and prunes channels."""
+from typing import Optional, Tuple
+
+import torch
+import torch.utils.checkpoint as cp
+from mmpretrain.models.backbones.swin_transformer import SwinBlock
+from torch import Tensor
+
+from ...ops import ChannelGate, TokenMap, merge_tokens, unmerge_tokens
+from ...ops.window import (WindowGrid, region_bias, window_labels,
+                           window_merge_plan, window_partition,
+                           window_reverse)
+from .window_attention import PrunedWindowMSA
+
+__all__ = ['PrunedSwinBlock']
+
+
+class PrunedSwinBlock(SwinBlock):
+    """mmpretrain's ``SwinBlock`` with in-window token merging and CDCP.
+
+    Modifications to upstream:
+
+    - ``attn.w_msa`` is a :class:`PrunedWindowMSA` (same parameter names),
+      so Q/K/V widths can be pruned and gated; with ``gated=True`` a
+      :class:`ChannelGate` follows the MLP activation (``ffn.layers.0.3``);
+      the MLP width is ``ffn_dims``.
+    - With ``merge_r > 0`` the residual stream itself is cut into windows
+      (zero padding, cyclic shift), ``merge_r`` tokens of every window are
+      merged (``merge_type`` matching of the ``norm1`` features, see
+      :func:`~mmtokenprune.ops.window.window_merge_plan`), attention and
+      MLP run on ``ws * ws - merge_r`` tokens per window, and the tokens are
+      un-merged and the windows reversed before returning, so the next
+      block, the shift and patch merging see an intact grid. Merged tokens
+      take the relative-position bias and shift mask of their anchor cells
+      (a merged token's cells share one shift region); with ``prop_attn``
+      the attention is biased by ``log(size)``. Padding stays zero at the
+      attention input, as upstream.
+    - Activation checkpointing (``with_cp``) uses ``use_reentrant=False``.
+
+    With ``merge_r=0`` the forward is upstream's.
+
+    Args:
+        embed_dims, num_heads, window_size, shift, ffn_ratio, drop_path,
+        pad_small_map, attn_cfgs, ffn_cfgs, norm_cfg, with_cp, init_cfg:
+            as upstream.
+        qk_dims (int, optional): Q/K channels per head.
+        v_dims (int, optional): V channels per head.
+        ffn_dims (int, optional): MLP hidden channels. Defaults to
+            ``int(embed_dims * ffn_ratio)``.
+        gated (bool): add CDCP gates. Defaults to False.
+        gate_init (float): initial gate logit. Defaults to 3.0.
+        merge_r (int): tokens merged per window. Defaults to 0.
+        merge_type (str, optional): 'ATME' or 'ToMe'.
+        merge_axis (int): ATME pairing axis (1: W, 0: H). Defaults to 1.
+        prop_attn (bool): proportional attention. Defaults to True.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 window_size: int = 7,
+                 shift: bool = False,
+                 ffn_ratio: float = 4.,
+                 drop_path: float = 0.,
+                 pad_small_map: bool = False,
+                 attn_cfgs: dict = dict(),
+                 ffn_cfgs: dict = dict(),
+                 norm_cfg: dict = dict(type='LN'),
+                 with_cp: bool = False,
+                 init_cfg: Optional[dict] = None,
+                 qk_dims: Optional[int] = None,
+                 v_dims: Optional[int] = None,
+                 ffn_dims: Optional[int] = None,
+                 gated: bool = False,
+                 gate_init: float = 3.0,
+                 merge_r: int = 0,
+                 merge_type: Optional[str] = None,
+                 merge_axis: int = 1,
+                 prop_attn: bool = True):
+        if 'window_msa' in attn_cfgs:
+            raise ValueError('PrunedSwinBlock builds its own window '
+                             'attention; `attn_cfgs.window_msa` is not '
+                             'supported.')
+        attn_cfgs = dict(
+            window_msa=PrunedWindowMSA,
+            qk_dims=qk_dims,
+            v_dims=v_dims,
+            gated=gated,
+            gate_init=gate_init,
+            **attn_cfgs)
+        if ffn_dims is not None:
+            ffn_cfgs = dict(ffn_cfgs, feedforward_channels=ffn_dims)
+        super().__init__(
+            embed_dims,
+            num_heads,
+            window_size=window_size,
+            shift=shift,
+            ffn_ratio=ffn_ratio,
+            drop_path=drop_path,
+            pad_small_map=pad_small_map,
+            attn_cfgs=attn_cfgs,
+            ffn_cfgs=ffn_cfgs,
+            norm_cfg=norm_cfg,
+            with_cp=with_cp,
+            init_cfg=init_cfg)
+        if gated:
+            if self.ffn.num_fcs != 2:
+                raise ValueError('CDCP gates need the two-layer FFN '
+                                 '(`ffn_cfgs.num_fcs=2`).')
+            self.ffn.layers[0].append(
+                ChannelGate(self.ffn.feedforward_channels, gate_init))
+        self.merge_r = merge_r
+        self.merge_type = merge_type
+        self.merge_axis = merge_axis
+        self.prop_attn = prop_attn
+
+    @property
+    def ffn_gate(self) -> Optional[ChannelGate]:
+        first = self.ffn.layers[0]
+        return first[-1] if isinstance(first[-1], ChannelGate) else None
+
+    def window_grid(self, hw_shape: Tuple[int, int]) -> WindowGrid:
+        """Windows of an ``H x W`` map, with upstream's shift rules."""
+        ws, shift = self.attn.window_size, self.attn.shift_size
+        if min(hw_shape) == ws:
+            shift = shift if self.attn.pad_small_map else 0
+        elif min(hw_shape) < ws and not self.attn.pad_small_map:
+            raise ValueError(
+                f'The input shape {tuple(hw_shape)} is smaller than the '
+                f'window size ({ws}). Please set `pad_small_map=True`, or '
+                'decrease the `window_size`.')
+        return WindowGrid(tuple(hw_shape), ws, shift)
+
+    def forward(self, x: Tensor, hw_shape: Tuple[int, int]) -> Tensor:
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(
+                self._inner_forward, x, hw_shape, use_reentrant=False)
+        return self._inner_forward(x, hw_shape)
+
+    def _inner_forward(self, x: Tensor, hw_shape) -> Tensor:
+        if self.merge_r > 0:
+            return self.merged_forward(x, hw_shape, self.merge_r)
+        x = x + self.attn(self.norm1(x), hw_shape)
+        return self.ffn(self.norm2(x), identity=x)
+
+    def merged_forward(self, x: Tensor, hw_shape, r: int) -> Tensor:
+        """The block on windows of ``ws * ws - r`` merged tokens.
+
+        Args:
+            x (Tensor): ``(B, H * W, C)``.
+            hw_shape (tuple[int, int]): ``(H, W)``.
+            r (int): tokens merged per window (0 runs the windowed path
+                without merging: upstream's result, with the MLP also
+                applied to the padding).
+
+        Returns:
+            Tensor: ``(B, H * W, C)``.
+        """
+        B, _, C = x.shape
+        grid = self.window_grid(hw_shape)
+        xw = window_partition(x, grid)  # (B * nW, N, C)
+        BnW, N, _ = xw.shape
+        labels = None
+        h = self.norm1(xw)
+        if grid.has_regions:
+            labels = window_labels(grid, x.device)
+            h = h * (labels % 2 == 0).repeat(B, 1).unsqueeze(-1).to(h.dtype)
+        tokens = TokenMap.identity(BnW, (grid.window_size, ) * 2, x.device,
+                                   x.dtype)
+        xm = xw
+        if r > 0:
+            plan = window_merge_plan(h, r, self.merge_type, self.merge_axis,
+                                     labels)
+            xm = merge_tokens(xw, plan, tokens.size)
+            tokens = tokens.apply(plan)
+
+        hm = self.norm1(xm)
+        w_msa = self.attn.w_msa
+        bias = w_msa.relative_bias(tokens.anchor).to(x.dtype)
+        if labels is not None:
+            lab = labels.repeat(B, 1).gather(1, tokens.anchor)
+            hm = hm * (lab % 2 == 0).unsqueeze(-1).to(hm.dtype)
+            bias = bias + region_bias(lab, x.dtype).unsqueeze(1)
+        if self.prop_attn:
+            bias = bias + tokens.size.log().to(x.dtype)[:, None, None, :]
+        out = w_msa(hm, attn_bias=bias)
+        # drop paths act per image, so go through (B, nW * N', C)
+        xm = xm + self.attn.drop(out.view(B, -1, C)).view_as(xm)
+        xm = xm.view(B, -1, C)
+        xm = self.ffn(self.norm2(xm), identity=xm).view(BnW, -1, C)
+        return window_reverse(unmerge_tokens(xm, tokens), grid)
