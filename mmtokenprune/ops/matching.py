@@ -123,7 +123,7 @@ def _touching_pairs(tokens: TokenMap, src_pos: Tensor, dst_pos: Tensor,
     dump = num_src * num_dst  # one spare slot takes every invalid pair
     flat = torch.where(valid, ps * num_dst + pd, torch.full_like(ps, dump))
     adj = torch.zeros(B, dump + 1, dtype=torch.bool, device=g.device)
-    adj.scatter_(1, flat, True)
+    adj.scatter_(1, flat, 1)  # int: jit trace rejects a bool
     return adj[:, :dump].view(B, num_src, num_dst)
 
 
