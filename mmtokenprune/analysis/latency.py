@@ -1,0 +1,147 @@
+"""Forward latency: warm-up, synchronisation, medians, the device named.
+
+Timing follows ToMe's and timm's benchmarks: ``torch.inference_mode()``,
+warm-up forwards first, ``torch.cuda.synchronize()`` around each timed
+forward on CUDA, one input batch reused, the median over repeats reported.
+:func:`time_interleaved` times several models in turns (A B C A B C ...),
+so that drift of a shared machine (other jobs, clock changes) falls on all
+of them alike.
+"""
+import os
+import platform
+import statistics
+import time
+from contextlib import nullcontext
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+__all__ = [
+    'DTYPES', 'device_name', 'autocast', 'time_forward', 'time_interleaved',
+    'measure_latency'
+]
+
+DTYPES = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+
+
+def _cpu_model() -> str:
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or 'unknown CPU'
+
+
+def device_name(device: str = 'cpu') -> str:
+    """The machine a timing was taken on, e.g. ``'Intel(R) Xeon(R)
+    Processor, 2 cores, torch 2 threads'`` or ``'NVIDIA H100 (CUDA 12.4)'``.
+    """
+    device = torch.device(device)
+    if device.type == 'cuda':
+        name = torch.cuda.get_device_name(device)
+        return f'{name} (CUDA {torch.version.cuda}, torch {torch.__version__})'
+    return (f'{_cpu_model()}, {os.cpu_count()} cores, torch '
+            f'{torch.get_num_threads()} threads, torch {torch.__version__}')
+
+
+def autocast(device: str, dtype: str = 'fp32'):
+    """Autocast context for ``dtype`` in :data:`DTYPES` (none for fp32).
+
+    Raises:
+        ValueError: for an unknown dtype, or fp16 on CPU.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f'dtype must be one of {list(DTYPES)}; got '
+                         f'{dtype!r}.')
+    device_type = torch.device(device).type
+    if DTYPES[dtype] is None:
+        return nullcontext()
+    if dtype == 'fp16' and device_type != 'cuda':
+        raise ValueError('fp16 timing needs --device cuda; use fp32 or bf16 '
+                         'on CPU.')
+    return torch.autocast(device_type, dtype=DTYPES[dtype])
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_forward(fn: Callable[[], object], device: str = 'cpu') -> float:
+    """Milliseconds of one call of ``fn`` (synchronised on CUDA)."""
+    device = torch.device(device)
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return (time.perf_counter() - start) * 1e3
+
+
+def time_interleaved(fns: Dict[str, Callable[[], object]],
+                     repeats: int = 10,
+                     warmup: int = 2,
+                     device: str = 'cpu',
+                     dtype: str = 'fp32') -> Dict[str, List[float]]:
+    """Time several forwards in turns: ``warmup`` untimed rounds, then
+    ``repeats`` rounds of A B C ...
+
+    Args:
+        fns (dict[str, callable]): name -> argument-free forward (the input
+            bound already, on ``device``).
+        repeats (int): timed rounds. Defaults to 10.
+        warmup (int): untimed rounds first. Defaults to 2.
+        device (str): where the forwards run. Defaults to 'cpu'.
+        dtype (str): 'fp32', 'fp16' (CUDA) or 'bf16' (autocast).
+            Defaults to 'fp32'.
+
+    Returns:
+        dict[str, list[float]]: name -> milliseconds of each timed round.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f'need repeats >= 1 and warmup >= 0; got '
+                         f'repeats={repeats}, warmup={warmup}.')
+    times = {name: [] for name in fns}
+    with torch.inference_mode(), autocast(device, dtype):
+        for _ in range(warmup):
+            for fn in fns.values():
+                fn()
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                times[name].append(time_forward(fn, device))
+    return times
+
+
+def measure_latency(model: torch.nn.Module,
+                    batch_size: int = 1,
+                    image_size=(512, 512),
+                    repeats: int = 10,
+                    warmup: int = 2,
+                    device: str = 'cpu',
+                    dtype: str = 'fp32',
+                    inputs: Optional[torch.Tensor] = None) -> Dict:
+    """Median forward latency of one model on a random image batch.
+
+    Args:
+        model (nn.Module): in eval mode, on ``device``.
+        batch_size (int): images per forward. Defaults to 1.
+        image_size (tuple[int, int]): ``(H, W)``. Defaults to (512, 512).
+        repeats, warmup, device, dtype: as :func:`time_interleaved`.
+        inputs (Tensor, optional): use this batch instead of a random one.
+
+    Returns:
+        dict: ``median_ms``, ``times_ms``, ``batch_size``, ``dtype``,
+        ``device`` (the machine, named by :func:`device_name`).
+    """
+    if inputs is None:
+        inputs = torch.randn(batch_size, 3, *image_size, device=device)
+    times = time_interleaved({'model': lambda: model(inputs)}, repeats, warmup,
+                             device, dtype)['model']
+    return dict(
+        median_ms=statistics.median(times),
+        times_ms=times,
+        batch_size=inputs.shape[0],
+        dtype=dtype,
+        device=device_name(device))
