@@ -1,0 +1,169 @@
+"""FLOPs and latency of several settings side by side, in one run.
+
+Every setting is a config plus overrides, built with a random backbone
+(``init_cfg=None``); a CDCP-gated backbone is measured as the smaller model
+it exports to (gates from weight magnitudes, training-free). The first
+setting is the reference: keep the baseline (reducers off, fused SDPA)
+first. Timings are interleaved across settings (A B C A B C ...) and
+reported as medians.
+
+Examples:
+    # the three ADE20K DeiT-S UperNet configs, batch 1 and 8, on CPU
+    python tools/analysis/benchmark.py --out results.md --csv results.csv
+
+    # baseline vs two ATME variants, backbone only, batch 1
+    python tools/analysis/benchmark.py --parts backbone --batch-sizes 1 \\
+        --setting baseline configs/ade20k/deit-s16_upernet_8xb2-80k_ade20k-512x512.py \\
+        --setting atme-0.8 configs/ade20k/atme_deit-s16_upernet_8xb2-80k_ade20k-512x512.py \\
+            model.backbone.token_cfg.keep_ratio=0.8 \\
+        --setting atme-noprop configs/ade20k/atme_deit-s16_upernet_8xb2-80k_ade20k-512x512.py \\
+            model.backbone.token_cfg.prop_attn=False
+"""  # noqa: E501
+import argparse
+import os
+import os.path as osp
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmengine.config import Config, DictAction
+
+import mmtokenprune  # noqa: F401  (before mmseg: mmcv-lite fallbacks)
+from mmtokenprune.analysis.benchmark import (Setting, benchmark, build_setting,
+                                             format_markdown, write_csv)
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+ADE20K = osp.join(REPO, 'configs', 'ade20k')
+DEFAULT_SETTINGS = (
+    ('baseline', osp.join(ADE20K,
+                          'deit-s16_upernet_8xb2-80k_ade20k-512x512.py')),
+    ('ATME',
+     osp.join(ADE20K, 'atme_deit-s16_upernet_8xb2-80k_ade20k-512x512.py')),
+    ('ATME+CDCP',
+     osp.join(ADE20K,
+              'atme-cdcp_deit-s16_upernet_8xb2-80k_ade20k-512x512.py')),
+)
+
+
+def parse_overrides(items: Sequence[str]) -> Dict:
+    """``['a.b=1', 'c=[0,1]']`` -> ``{'a.b': 1, 'c': [0, 1]}`` (values
+    parsed as mmengine's ``--cfg-options``)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep or not key:
+            raise ValueError(f'override {item!r} is not KEY=VALUE.')
+        out[key] = DictAction._parse_iterable(value)
+    return out
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='FLOPs and latency of settings side by side.')
+    parser.add_argument(
+        '--setting',
+        nargs='+',
+        action='append',
+        metavar='NAME CONFIG [KEY=VALUE ...]',
+        help='a setting: row name, config file and optional overrides; '
+        'repeat the flag for more. Default: baseline, ATME and ATME+CDCP '
+        'of configs/ade20k (DeiT-S UperNet 512x512). The first is the '
+        'reference of speed-up and FLOPs reduction.')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        default=[],
+        metavar='KEY=VALUE',
+        help='overrides applied to every setting')
+    parser.add_argument(
+        '--image-size',
+        type=int,
+        nargs=2,
+        default=(512, 512),
+        metavar=('H', 'W'))
+    parser.add_argument('--batch-sizes', type=int, nargs='+', default=(1, 8))
+    parser.add_argument(
+        '--parts',
+        nargs='+',
+        choices=('backbone', 'model'),
+        default=('backbone', 'model'),
+        help='what to time: the backbone alone, the whole model, or both')
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        help='torch CPU threads (torch.set_num_threads); default: '
+        "torch's own. On a CPU shared with other jobs, 1 thread avoids "
+        'parallel small ops stalling on a descheduled thread')
+    parser.add_argument(
+        '--dtype',
+        default='fp32',
+        choices=('fp32', 'fp16', 'bf16'),
+        help='fp16 needs CUDA; fp16/bf16 run under autocast')
+    parser.add_argument('--out', help='write the markdown table here')
+    parser.add_argument('--csv', help='write the numbers as CSV here')
+    return parser.parse_args(argv)
+
+
+def settings_from_args(args: argparse.Namespace) -> List:
+    """Build the settings named on the command line (or the defaults)."""
+    common = parse_overrides(args.cfg_options)
+    specs = args.setting or [list(s) for s in DEFAULT_SETTINGS]
+    settings, loaded = [], {}
+    for spec in specs:
+        if len(spec) < 2:
+            raise ValueError(f'--setting needs NAME CONFIG [KEY=VALUE ...]; '
+                             f'got {spec}.')
+        name, path, overrides = spec[0], spec[1], spec[2:]
+        options = dict(common, **parse_overrides(overrides))
+        print(f'[build] {name}: {path} {options or ""}', flush=True)
+        if path not in loaded:  # parse each file once (mmseg:: is slow)
+            loaded[path] = Config.fromfile(path)
+        settings.append(build_setting(name, loaded[path], options))
+    return settings
+
+
+def run(args: argparse.Namespace) -> Tuple[List[Setting], str]:
+    """Build, count and time the settings of ``args``; write the outputs.
+
+    Returns:
+        tuple[list[Setting], str]: the measured settings and the markdown
+        table (also printed).
+    """
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = settings_from_args(args)
+    image_size = tuple(args.image_size)
+    benchmark(
+        settings,
+        image_size=image_size,
+        batch_sizes=args.batch_sizes,
+        parts=args.parts,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        device=args.device,
+        dtype=args.dtype,
+        log=lambda msg: print(msg, flush=True))
+    table = format_markdown(settings, args.device, args.dtype, args.repeats,
+                            image_size)
+    print(table, flush=True)
+    for path in (args.out, args.csv):
+        if path and osp.dirname(path):
+            os.makedirs(osp.dirname(path), exist_ok=True)
+    if args.out:
+        with open(args.out, 'w') as f:
+            f.write(table)
+    if args.csv:
+        write_csv(settings, args.csv)
+    return settings, table
+
+
+def main(argv: Optional[List[str]] = None) -> str:
+    """Command-line entry: run the benchmark, return the markdown table."""
+    return run(parse_args(argv))[1]
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])
