@@ -4,9 +4,10 @@ Rows are the dicts of :func:`mmtokenprune.analysis.sweep.run_sweep` (or
 read back from its CSV).
 """
 import math
+import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-__all__ = ['format_markdown', 'pareto_front', 'plot_pareto']
+__all__ = ['format_markdown', 'short_label', 'pareto_front', 'plot_pareto']
 
 MARKERS = {'ATME': 'o', 'ToMe': 's', 'spec': '^'}
 COLORS = {'ATME': 'tab:blue', 'ToMe': 'tab:orange', 'spec': 'tab:green'}
@@ -101,6 +102,13 @@ def format_markdown(rows: Sequence[Dict], title: str = '') -> str:
                          ' | '.join(_fmt(_num(r, c), 1)
                                     for c in classes) + ' |')
     return '\n'.join(lines) + '\n'
+
+
+def short_label(setting: str) -> str:
+    """``setting`` with each path cut to its last two parts (plot labels)."""
+    return re.sub(r'(spec|ckpt)=([^,+]+)',
+                  lambda m: f'{m[1]}=' + '/'.join(m[2].split('/')[-2:]),
+                  setting)
 
 
 def pareto_front(points: Sequence[Tuple[float, float]]) -> List[int]:

@@ -109,6 +109,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         type=float,
         default=0.0,
         help='blend of each region\'s mean colour, [0, 1]')
+    parser.add_argument(
+        '--dpi', type=int, default=110, help='resolution of the saved figure')
     parser.add_argument('--out-dir', required=True)
     return parser.parse_args(argv)
 
@@ -127,14 +129,17 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
         out = osp.join(args.out_dir, f'{name}_merge.png')
         _save(
             image, panels, out, f'{name} ({image.shape[1]}x'
-            f'{image.shape[0]} px): {args.setting}')
+            f'{image.shape[0]} px): {args.setting}', args.dpi)
         paths.append(out)
         print(f'wrote {out}')
     return paths
 
 
-def _save(image: np.ndarray, panels: Dict[str, np.ndarray], path: str,
-          title: str) -> None:
+def _save(image: np.ndarray,
+          panels: Dict[str, np.ndarray],
+          path: str,
+          title: str,
+          dpi: int = 110) -> None:
     """The photo and the drawn panels side by side (the panels are drawn
     already, so ``save_merge_figure``, which draws from maps, is not used)."""
     import matplotlib
@@ -149,7 +154,7 @@ def _save(image: np.ndarray, panels: Dict[str, np.ndarray], path: str,
         ax.axis('off')
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
 
 
