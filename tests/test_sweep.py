@@ -119,6 +119,9 @@ def test_sweep_columns_plot_and_resume(trained, tmp_path, monkeypatch):
     assert evaluated == ['sweep_ToMe_keep_ratio=0.9']
     with open(osp.join(out, 'sweep.csv'), newline='') as f:
         assert len(list(csv.DictReader(f))) == len(settings) + 1
+    # Rows timed with another clock are not mixed in.
+    with pytest.raises(ValueError, match='measured with'):
+        tool.main(argv + ['--clock', 'cpu'])
 
 
 def test_parse_setting_grammar():

@@ -248,11 +248,19 @@ def evaluate_setting(cfg: Config, checkpoint: str, work_dir: str,
     return model, out
 
 
-def time_setting(model: nn.Module, ref: nn.Module, image_size: Tuple[int, int],
-                 batch_sizes: Sequence[int], repeats: int,
-                 warmup: int) -> Dict[str, float]:
+def time_setting(model: nn.Module,
+                 ref: nn.Module,
+                 image_size: Tuple[int, int],
+                 batch_sizes: Sequence[int],
+                 repeats: int,
+                 warmup: int,
+                 clock: str = 'wall') -> Dict[str, float]:
     """FLOPs of ``model`` and median latency of ``model`` and ``ref`` timed
     in turns, for the backbone and the whole model at each batch size.
+
+    ``clock`` is passed to :func:`time_interleaved`: 'wall', or 'cpu' (the
+    process's CPU time; with one torch thread on a CPU shared with other
+    jobs, the latency the forward would have on a free core).
 
     Returns:
         dict: ``params_M``, ``gflops_{model,backbone,merge}`` (per image,
@@ -271,7 +279,7 @@ def time_setting(model: nn.Module, ref: nn.Module, image_size: Tuple[int, int],
             fns = {'setting': _call(model, part, x)}
             if ref is not model:
                 fns['ref'] = _call(ref, part, x)
-            times = time_interleaved(fns, repeats, warmup)
+            times = time_interleaved(fns, repeats, warmup, clock=clock)
             ms = statistics.median(times['setting'])
             ref_ms = statistics.median(times.get('ref', times['setting']))
             out[f'ms_{part}_b{batch}'] = ms
@@ -329,6 +337,7 @@ def run_sweep(config: Config,
               batch_sizes: Sequence[int] = (1, 8),
               repeats: int = 10,
               warmup: int = 2,
+              clock: str = 'wall',
               on_row: Optional[Callable[[List[Dict]], None]] = None,
               progress: bool = True) -> List[Dict]:
     """Evaluate, count and time every setting; skip those already in
@@ -343,7 +352,10 @@ def run_sweep(config: Config,
         out_dir (str): ``sweep.csv`` and per-setting Runner logs go here.
         image_size (tuple[int, int]): ``(H, W)`` of FLOPs and latency
             inputs. Defaults to CamVid's (360, 480).
-        batch_sizes, repeats, warmup: of the latency measurement.
+        batch_sizes, repeats, warmup, clock: of the latency measurement
+            (see :func:`time_setting`); rows of the CSV measured otherwise
+            (or with another number of torch threads) are not mixed in: a
+            ValueError says so.
         on_row (callable, optional): called with all rows after each new
             row (e.g. to redraw the table and the plot).
         progress (bool): show a progress bar over settings.
@@ -358,6 +370,21 @@ def run_sweep(config: Config,
     os.makedirs(out_dir, exist_ok=True)
     csv_path = osp.join(out_dir, 'sweep.csv')
     done = read_rows(csv_path)
+    how = dict(
+        image_size=f'{image_size[0]}x{image_size[1]}',
+        clock=clock,
+        threads=torch.get_num_threads(),
+        repeats=repeats)
+    for text, row in done.items():
+        clash = {
+            k: row.get(k)
+            for k, v in how.items() if str(row.get(k)) != str(v)
+            and _parse_cell(str(row.get(k))) != _parse_cell(str(v))
+        }
+        if clash:
+            raise ValueError(f'{csv_path}: row {text!r} was measured with '
+                             f'{clash}, this run with {how}; use another '
+                             'output folder.')
     ref = None
     for setting in tqdm(parsed, desc='sweep', disable=not progress):
         if setting.text in done:
@@ -380,7 +407,7 @@ def run_sweep(config: Config,
             family=setting.family,
             **metrics,
             **timing,
-            image_size=f'{image_size[0]}x{image_size[1]}',
+            **how,
             device=device_name('cpu'),
             checkpoint=ckpt)
         tqdm.write(f'[sweep] {setting.text}: {metrics["score_name"]} '

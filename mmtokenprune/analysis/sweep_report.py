@@ -7,6 +7,11 @@ import math
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
+_CLOCKS = {
+    'wall': 'wall-clock',
+    'cpu': 'CPU time of the process (one thread: the latency on a free core)'
+}
+
 __all__ = ['format_markdown', 'short_label', 'pareto_front', 'plot_pareto']
 
 MARKERS = {'ATME': 'o', 'ToMe': 's', 'spec': '^'}
@@ -64,8 +69,11 @@ def format_markdown(rows: Sequence[Dict], title: str = '') -> str:
     first = rows[0]
     lines += [
         f'Machine: {first.get("device", "?")}; input '
-        f'{first.get("image_size", "?")}; latency = median ms per forward '
-        'of the batch; speed-up = latency of the unreduced, unpruned model '
+        f'{first.get("image_size", "?")}; torch threads '
+        f'{_fmt(_num(first, "threads"), 0)}; latency = median ms per forward '
+        f'of the batch over {_fmt(_num(first, "repeats"), 0)} repeats, '
+        f'{_CLOCKS.get(first.get("clock"), "wall-clock")}; speed-up = '
+        'latency of the unreduced, unpruned model '
         '(fused SDPA) timed in turns with the setting in the same run, '
         'divided by the setting\'s; GFLOPs per image (1 MAC = 1 FLOP), '
         'merge = gather/scatter/sort ops; load avg = 1-min load during '

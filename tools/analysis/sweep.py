@@ -24,6 +24,7 @@ import os.path as osp
 import sys
 from typing import List, Optional
 
+import torch
 from mmengine.config import Config, DictAction
 
 import mmtokenprune  # noqa: F401  (environment fixes before mmseg)
@@ -56,6 +57,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--batch-sizes', type=int, nargs='+', default=(1, 8))
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument(
+        '--clock',
+        choices=('wall', 'cpu'),
+        default='wall',
+        help="'cpu': the process's CPU time instead of wall-clock; with "
+        '--threads 1 on a CPU shared with other jobs it is the latency on a '
+        'free core')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        help='torch CPU threads (torch.set_num_threads) for evaluation and '
+        'timing; default: torch\'s')
     parser.add_argument('--title', default='', help='plot/table title')
     parser.add_argument(
         '--cfg-options',
@@ -72,6 +85,8 @@ def main(argv: Optional[List[str]] = None) -> str:
     args = parse_args(argv)
     for text in args.settings:  # fail before any work
         parse_setting(text)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -96,6 +111,7 @@ def main(argv: Optional[List[str]] = None) -> str:
         batch_sizes=args.batch_sizes,
         repeats=args.repeats,
         warmup=args.warmup,
+        clock=args.clock,
         on_row=report,
         progress=not args.no_progress)
     report(rows)
