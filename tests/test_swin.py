@@ -187,6 +187,33 @@ def test_cdcp_gated_equals_exported(token_cfg, tmp_path):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def _ffn_tokens(model, x):
+    seen = []
+    hooks = [
+        b.ffn.register_forward_hook(
+            lambda m, args, out: seen.append(args[0].shape[:2].numel()))
+        for b in model.blocks()
+    ]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize('hw', [(64, 64), (57, 41)])
+def test_token_counts_match_forward_and_r_is_capped(hw):
+    # ATME with ws=4 can always merge 4; r=5 fits only windows without
+    # narrow padding strips or shift regions, elsewhere 4 are merged
+    _, model = _pair(token_cfg=dict(type='ATME', r=5))
+    counts = model.token_counts((-(-hw[0] // 4), -(-hw[1] // 4)))
+    mlp_tokens = _ffn_tokens(model, torch.randn(2, 3, *hw))  # batch of 2
+    assert [2 * c[2] for c in counts] == mlp_tokens
+    assert {c[1] for c in counts} <= {16 - 5, 16 - 4}
+    if hw == (64, 64):
+        assert counts[0][1] == 11  # no padding, no shift: r=5 as asked
+
+
 def test_flops_ratio_counts_gates_and_merging():
     _, model = _pair(channel_cfg=dict(type='CDCP'))
     # soft widths: every open gate counts sigmoid(gate_init=3) of a channel
@@ -204,8 +231,6 @@ def test_errors_name_the_config_key():
         PrunedSwinTransformer(**TINY, token_cfg=dict(type='ToMe', r=16))
     with pytest.raises(ValueError, match='at most half'):
         PrunedSwinTransformer(**TINY, token_cfg=dict(type='ToMe', r=9))
-    with pytest.raises(ValueError, match='ATME can merge at most 4'):
-        PrunedSwinTransformer(**TINY, token_cfg=dict(type='ATME', r=5))
     with pytest.raises(ValueError, match='token_cfg.type'):
         PrunedSwinTransformer(**TINY, token_cfg=dict(type='Nope', r=2))
     with pytest.raises(ValueError, match='token_cfg.layers'):

@@ -6,9 +6,11 @@ from mmpretrain.models.utils import ShiftWindowMSA
 from mmtokenprune.ops import (TokenMap, atme_plan, merge_tokens, tome_plan,
                               unmerge_tokens)
 from mmtokenprune.ops.window import (WindowGrid, max_window_r, region_bias,
-                                     window_labels, window_merge_plan,
+                                     window_index, window_labels,
+                                     window_merge, window_merge_plan,
                                      window_partition, window_reverse,
-                                     window_roles)
+                                     window_roles, window_token_counts,
+                                     window_unmerge, window_capacity)
 
 GRIDS = [((8, 8), 4, 0), ((8, 8), 4, 2), ((9, 6), 4, 2), ((13, 10), 7, 3),
          ((7, 7), 7, 3), ((15, 5), 7, 0)]
@@ -128,3 +130,35 @@ def test_max_window_r_values():
     assert max_window_r(7, 'ATME', 1, 3) == 17
     assert max_window_r(7, 'ATME', 0, 0) == 18
     assert max_window_r(4, 'ATME', 1, 2) == 4
+
+
+@pytest.mark.parametrize('hw,ws,shift', GRIDS[2:4])
+def test_fast_merge_and_unmerge_equal_token_map_ops(hw, ws, shift):
+    grid = WindowGrid(hw, ws, shift)
+    index = window_index(grid)
+    x = torch.randn(2, hw[0] * hw[1], 6)
+    w = window_partition(x, grid, index)
+    n = w.shape[0]
+    plan = window_merge_plan(w, 5, 'ToMe', 1, window_labels(grid))
+    tokens = TokenMap.identity(n, (ws, ws)).apply(plan)
+    merged = window_merge(w, plan, tokens.size)
+    torch.testing.assert_close(merged, merge_tokens(w, plan, torch.ones(
+        n, ws * ws)))
+    torch.testing.assert_close(
+        window_unmerge(merged, tokens.assign, grid, index),
+        window_reverse(unmerge_tokens(merged, tokens), grid, index))
+
+
+def test_r_is_capped_by_the_layout():
+    # ws=7, shift 3, one padding column: a pure-padding odd column (ATME
+    # sources) has no padding destination, so at most 17 of 24 merge
+    grid = WindowGrid((14, 13), 7, 3)
+    labels = window_labels(grid)
+    assert window_capacity(labels, 'ATME', 1) == 17
+    metric = torch.randn(2 * grid.num_windows, 49, 4)
+    plan = window_merge_plan(metric, 20, 'ATME', 1, labels)
+    assert plan.num_out == 49 - 17
+    assert window_token_counts(labels, 20, 'ATME', 1)[0] == 17
+    # without padding and shift the same r is merged as asked
+    plan = window_merge_plan(metric, 20, 'ATME', 1, None)
+    assert plan.num_out == 29

@@ -20,8 +20,10 @@ source may only merge into a destination with the same label (forbidden
 pairs score ``-inf``). Pairs of padding cells score above every real pair,
 so windows spend their ``r`` on padding first (it is cropped anyway). As a
 merged token's cells share one label, the label (and so the shift mask) of
-a merged token is that of its anchor cell. :func:`max_window_r` is the
-largest ``r`` every window of every input size can merge under this rule.
+a merged token is that of its anchor cell. A layout whose pieces leave some
+window fewer than ``r`` usable sources merges as many as every window can
+(:func:`window_capacity`; the batch keeps one shape); :func:`max_window_r`
+is the ``r`` that every input size allows.
 
 Roles (which cells are sources) are fixed per window and method, because
 every block starts from an intact window:
@@ -39,15 +41,15 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .matching import plan_from_scores
 from .token_map import MergePlan
 
 __all__ = [
-    'WindowGrid', 'window_partition', 'window_reverse', 'window_labels',
-    'window_roles', 'window_merge_plan', 'max_window_r', 'region_bias',
+    'WindowGrid', 'window_index', 'window_partition', 'window_reverse', 'window_labels',
+    'window_roles', 'window_merge_plan', 'window_merge', 'window_unmerge',
+    'window_capacity', 'window_token_counts', 'max_window_r', 'region_bias',
     'METHODS'
 ]
 
@@ -88,9 +90,13 @@ class WindowGrid:
         return self.window_size**2
 
     @property
+    def has_padding(self) -> bool:
+        return self.padded != tuple(self.hw)
+
+    @property
     def has_regions(self) -> bool:
         """Whether some window holds padding or several shift regions."""
-        return self.shift > 0 or self.padded != tuple(self.hw)
+        return self.shift > 0 or self.has_padding
 
 
 def _partition(x: Tensor, ws: int) -> Tensor:
@@ -99,35 +105,71 @@ def _partition(x: Tensor, ws: int) -> Tensor:
     return x.reshape(-1, ws * ws, C)
 
 
-def window_partition(x: Tensor, grid: WindowGrid) -> Tensor:
+def window_index(grid: WindowGrid,
+                 device: Optional[torch.device] = None
+                 ) -> Tuple[Tensor, Tensor]:
+    """Where each window cell comes from and where each map cell goes.
+
+    Padding, the cyclic shift and the cut into windows are one permutation
+    (plus zero rows), so :func:`window_partition` and
+    :func:`window_reverse` are one ``index_select`` each (upstream pads,
+    rolls and permutes: several copies of the map; ``torch.roll`` is slow
+    on CPU).
+
+    Returns:
+        tuple[Tensor, Tensor]: ``src`` ``(nW * ws * ws, )``, the flat map
+        position of every window cell (``H * W`` for padding),
+        and ``dst`` ``(H * W, )``, the window-order position of every map
+        cell.
+    """
+    ws, (H, W), (Hp, Wp) = grid.window_size, grid.hw, grid.padded
+    rows = torch.arange(Hp, device=device)[:, None]
+    cols = torch.arange(Wp, device=device)[None, :]
+    src = torch.where((rows < H) & (cols < W), rows * W + cols, H * W)
+    if grid.shift > 0:
+        src = torch.roll(src, shifts=(-grid.shift, -grid.shift), dims=(0, 1))
+    src = _partition(src[None, :, :, None], ws).flatten()
+    real = src < H * W
+    dst = torch.empty(H * W, dtype=torch.long, device=device)
+    dst[src[real]] = torch.arange(src.numel(), device=device)[real]
+    return src, dst
+
+
+def window_partition(x: Tensor, grid: WindowGrid,
+                     index: Optional[Tuple[Tensor, Tensor]] = None
+                     ) -> Tensor:
     """Pad (zeros), shift and cut ``(B, H * W, C)`` into windows.
+
+    Args:
+        x (Tensor): ``(B, H * W, C)``.
+        grid (WindowGrid): the windows.
+        index (tuple[Tensor, Tensor], optional): :func:`window_index` of
+            ``grid``, if already computed.
 
     Returns:
         Tensor: ``(B * nW, ws * ws, C)``, windows of one image together,
         in row-major window order (as upstream's ``window_partition``).
     """
-    B, L, C = x.shape
-    (H, W), (Hp, Wp) = grid.hw, grid.padded
-    x = x.view(B, H, W, C)
-    if (Hp, Wp) != (H, W):
-        x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
-    if grid.shift > 0:
-        x = torch.roll(x, shifts=(-grid.shift, -grid.shift), dims=(1, 2))
-    return _partition(x, grid.window_size)
+    src, _ = index if index is not None else window_index(grid, x.device)
+    L = x.shape[1]
+    if not grid.has_padding:
+        return x.index_select(1, src).view(-1, grid.area, x.shape[-1])
+    # gather row 0 for padding, then zero those rows (no padded copy of x)
+    out = x.index_select(1, src.clamp(max=L - 1))
+    out.index_fill_(1, (src == L).nonzero().squeeze(1), 0.)
+    return out.view(-1, grid.area, x.shape[-1])
 
 
-def window_reverse(windows: Tensor, grid: WindowGrid) -> Tensor:
+def window_reverse(windows: Tensor, grid: WindowGrid,
+                   index: Optional[Tuple[Tensor, Tensor]] = None
+                   ) -> Tensor:
     """Inverse of :func:`window_partition`: ``(B * nW, ws * ws, C)`` to
     ``(B, H * W, C)`` (shift undone, padding cropped)."""
-    ws, (H, W), (Hp, Wp) = grid.window_size, grid.hw, grid.padded
+    _, dst = index if index is not None else window_index(
+        grid, windows.device)
     C = windows.shape[-1]
-    x = windows.view(-1, Hp // ws, Wp // ws, ws, ws, C)
-    x = x.permute(0, 1, 3, 2, 4, 5).reshape(-1, Hp, Wp, C)
-    if grid.shift > 0:
-        x = torch.roll(x, shifts=(grid.shift, grid.shift), dims=(1, 2))
-    if (Hp, Wp) != (H, W):
-        x = x[:, :H, :W]
-    return x.reshape(-1, H * W, C)
+    x = windows.reshape(-1, grid.num_windows * grid.area, C)
+    return x.index_select(1, dst)
 
 
 def _region_labels(pad: Tensor, ws: int, shift: int) -> Tensor:
@@ -216,6 +258,100 @@ def _allowed(labels: Tensor, src_idx: Tensor, dst_idx: Tensor):
     return allowed, pads
 
 
+def _cosine(a: Tensor, b: Tensor, norm_a: Tensor, norm_b: Tensor) -> Tensor:
+    return (a * b).sum(-1) / (norm_a * norm_b).clamp(min=1e-12)
+
+
+def _touching_pairs(ws: int, src_idx: Tensor, dst_idx: Tensor, step: int):
+    """Static ATME pairs that touch, split by orientation: the flat
+    ``(Ns, Nd)`` score positions and first cells of the pairs ``(p, p +
+    step)`` along the pairing axis, then positions and both cells of the
+    other (few) pairs."""
+    sy, sx = src_idx // ws, src_idx % ws
+    dy, dx = dst_idx // ws, dst_idx % ws
+    ddy, ddx = dy[None, :] - sy[:, None], dx[None, :] - sx[:, None]
+    i, j = ((ddy.abs() + ddx.abs()) == 1).nonzero(as_tuple=True)
+    p, q = src_idx[i], dst_idx[j]
+    flat = i * len(dst_idx) + j
+    along = (p - q).abs() == step
+    return (flat[along], torch.minimum(p, q)[along], flat[~along], p[~along],
+            q[~along])
+
+
+def _atme_scores(metric: Tensor, ws: int, axis: int):
+    """ATME's ``(B * nW, Ns, Nd)`` scores; cosines only where they are
+    used (touching pairs): for pairs along the axis from two shifted
+    slices of the windows (no gather), for the few others by gathering."""
+    BnW, N, _ = metric.shape
+    src_idx, dst_idx, far = window_roles(ws, 'ATME', axis, metric.device)
+    step = 1 if axis == 1 else ws
+    flat, first, flat2, p2, q2 = _touching_pairs(ws, src_idx, dst_idx, step)
+    norm = metric.norm(dim=-1)
+    along = _cosine(metric[:, :N - step], metric[:, step:],
+                    norm[:, :N - step], norm[:, step:])
+    scores = far.nan_to_num().to(metric.dtype).view(1, -1).repeat(BnW, 1)
+    scores.index_copy_(1, flat, along.index_select(1, first))
+    if len(p2):
+        scores.index_copy_(
+            1, flat2,
+            _cosine(metric.index_select(1, p2), metric.index_select(1, q2),
+                    norm.index_select(1, p2), norm.index_select(1, q2)))
+    return scores.view(BnW, len(src_idx), -1), src_idx, dst_idx
+
+
+def _tome_scores(metric: Tensor, ws: int):
+    """ToMe's ``(B * nW, Ns, Nd)`` scores: cosine of every pair."""
+    src_idx, dst_idx, _ = window_roles(ws, 'ToMe', 1, metric.device)
+    if ws % 2 == 1:  # checkerboard == alternating cells: views, no gather
+        a, b = metric[:, 0::2], metric[:, 1::2]
+    else:
+        a, b = metric.index_select(1, src_idx), metric.index_select(1, dst_idx)
+    norm = a.norm(dim=-1).unsqueeze(2) * b.norm(dim=-1).unsqueeze(1)
+    scores = (a @ b.transpose(1, 2)) / norm.clamp(min=1e-12)
+    return scores, src_idx, dst_idx
+
+
+def _apply_labels(scores: Tensor, labels: Tensor, src_idx: Tensor,
+                  dst_idx: Tensor) -> int:
+    """In place: forbid pairs of different labels (``-inf``) and favour
+    padding pairs, in the windows whose cells do not all share a label.
+
+    Returns:
+        int: the capacity, the fewest sources with an allowed destination
+        in any window.
+    """
+    nW, (BnW, Ns, Nd) = labels.shape[0], scores.shape
+    mixed = (labels != labels[:, :1]).any(1).nonzero().squeeze(1)
+    if mixed.numel() == 0:
+        return Ns
+    allowed, pads = _allowed(labels.index_select(0, mixed), src_idx, dst_idx)
+    view = scores.view(BnW // nW, nW, Ns, Nd)
+    part = view.index_select(1, mixed)
+    view.index_copy_(
+        1, mixed,
+        torch.where(allowed, part + pads * _PAD_FIRST, -math.inf))
+    return int(allowed.any(2).sum(1).min())
+
+
+def window_capacity(labels: Tensor, method: str, axis: int = 1) -> int:
+    """How many tokens every window of this layout can merge.
+
+    Args:
+        labels (Tensor): ``(nW, ws * ws)`` labels of :func:`window_labels`.
+        method (str): ``'ATME'`` or ``'ToMe'``.
+        axis (int): ATME pairing axis.
+
+    Returns:
+        int: the fewest sources with a same-label destination in any
+        window; ``r`` is lowered to it by :func:`window_merge_plan`.
+    """
+    ws = math.isqrt(labels.shape[1])
+    src_idx, dst_idx, _ = window_roles(ws, method, axis, labels.device)
+    scores = labels.new_zeros(labels.shape[0], len(src_idx), len(dst_idx),
+                              dtype=torch.float32)
+    return _apply_labels(scores, labels, src_idx, dst_idx)
+
+
 @torch.no_grad()
 def window_merge_plan(metric: Tensor, r: int, method: str, axis: int = 1,
                       labels: Optional[Tensor] = None) -> MergePlan:
@@ -224,9 +360,12 @@ def window_merge_plan(metric: Tensor, r: int, method: str, axis: int = 1,
     Args:
         metric (Tensor): ``(B * nW, ws * ws, d)`` features compared by
             cosine similarity.
-        r (int): tokens removed per window, ``0 <= r <= ws * ws // 2``
-            (and at most :func:`max_window_r` when ``labels`` has several
-            labels in a window).
+        r (int): tokens removed per window, ``0 <= r <= ws * ws // 2``.
+            Where padding or shift regions leave some window fewer
+            sources with a same-label destination (see
+            :func:`window_capacity`), every window merges that many
+            instead, so the batch keeps one shape and no token crosses a
+            region; :func:`max_window_r` is the ``r`` every layout allows.
         method (str): ``'ATME'`` or ``'ToMe'``.
         axis (int): ATME pairing axis, 1 along W, 0 along H.
         labels (Tensor, optional): ``(nW, ws * ws)`` cell labels of
@@ -236,21 +375,96 @@ def window_merge_plan(metric: Tensor, r: int, method: str, axis: int = 1,
     Returns:
         MergePlan: from ``ws * ws`` to ``ws * ws - r`` tokens per window.
     """
-    BnW, N, _ = metric.shape
-    ws = math.isqrt(N)
-    src_idx, dst_idx, far = window_roles(ws, method, axis, metric.device)
-    m = F.normalize(metric, dim=-1)
-    scores = m[:, src_idx] @ m[:, dst_idx].transpose(1, 2)
-    if far is not None:
-        scores = torch.where(far.isnan(), scores, far.to(scores.dtype))
+    ws = math.isqrt(metric.shape[1])
+    if method == 'ATME':
+        scores, src_idx, dst_idx = _atme_scores(metric, ws, axis)
+    elif method == 'ToMe':
+        scores, src_idx, dst_idx = _tome_scores(metric, ws)
+    else:
+        raise ValueError(f'in-window merging supports {list(METHODS)}; got '
+                         f'{method!r}.')
     if labels is not None:
-        nW = labels.shape[0]
-        allowed, pads = _allowed(labels, src_idx, dst_idx)
-        scores = scores.view(BnW // nW, nW, *scores.shape[1:])
-        scores = (scores + pads * _PAD_FIRST).masked_fill(
-            ~allowed, float('-inf')).flatten(0, 1)
+        r = min(r, _apply_labels(scores, labels, src_idx, dst_idx))
+    BnW = metric.shape[0]
     return plan_from_scores(scores, src_idx.expand(BnW, -1),
                             dst_idx.expand(BnW, -1), r)
+
+
+def window_merge(x: Tensor, plan: MergePlan, size: Tensor) -> Tensor:
+    """Average each window's merged groups: ``merge_tokens(x, plan, ones)``
+    for unit-size tokens, touching the unmerged tokens once.
+
+    Args:
+        x (Tensor): ``(B * nW, N, C)`` unmerged window tokens.
+        plan (MergePlan): from ``N`` to ``N - r`` tokens per window.
+        size (Tensor): ``(B * nW, N - r)`` group sizes (the merged
+            :class:`~.token_map.TokenMap`'s ``size``).
+
+    Returns:
+        Tensor: ``(B * nW, N - r, C)``.
+    """
+    BnW, N, C = x.shape
+    n = plan.num_out
+    flat = x.reshape(BnW * N, C)
+    offset = torch.arange(BnW, device=x.device).unsqueeze(1)
+    out = flat.index_select(0, (plan.keep_idx + offset * N).view(-1))
+    kept = torch.zeros(BnW, N, dtype=torch.bool, device=x.device)
+    kept.scatter_(1, plan.keep_idx, 1)  # int: jit trace rejects a bool
+    src = (~kept).nonzero()[:, 1].view(BnW, N - n)  # r per window
+    dst = (plan.old2new.gather(1, src) + offset * n).view(-1)
+    out.index_add_(0, dst, flat.index_select(0, (src + offset * N).view(-1)))
+    out.mul_(size.reciprocal().to(x.dtype).view(-1, 1))
+    return out.view(BnW, n, C)
+
+
+def window_unmerge(x: Tensor, assign: Tensor, grid: WindowGrid,
+                   index: Tuple[Tensor, Tensor]) -> Tensor:
+    """Un-merge and reverse windows in one ``index_select``:
+    ``window_reverse(unmerge_tokens(x, tokens), grid, index)``.
+
+    Args:
+        x (Tensor): ``(B * nW, N', C)`` merged window tokens.
+        assign (Tensor): ``(B * nW, ws * ws)`` the merged
+            :class:`~.token_map.TokenMap`'s ``assign``.
+        grid (WindowGrid): the windows.
+        index (tuple[Tensor, Tensor]): :func:`window_index` of ``grid``.
+
+    Returns:
+        Tensor: ``(B, H * W, C)``.
+    """
+    BnW, n, C = x.shape
+    rows = assign + torch.arange(BnW, device=x.device).unsqueeze(1) * n
+    B = BnW // grid.num_windows
+    rows = rows.view(B, -1).index_select(1, index[1])  # (B, H * W)
+    out = x.reshape(BnW * n, C).index_select(0, rows.view(-1))
+    return out.view(B, -1, C)
+
+
+def window_token_counts(labels: Tensor, r: int, method: str,
+                        axis: int = 1) -> Tuple[int, int]:
+    """What :func:`window_merge_plan` leaves of one image, from its layout.
+
+    Padding merges first, so the counts do not depend on the features.
+
+    Args:
+        labels (Tensor): ``(nW, ws * ws)`` labels of :func:`window_labels`.
+        r (int): requested tokens merged per window.
+        method (str): ``'ATME'`` or ``'ToMe'``.
+        axis (int): ATME pairing axis.
+
+    Returns:
+        tuple[int, int]: ``r`` as merged (see :func:`window_capacity`) and
+        the number of non-padding tokens left in all windows.
+    """
+    nW, N = labels.shape
+    r = min(r, window_capacity(labels, method, axis))
+    src_idx, dst_idx, _ = window_roles(math.isqrt(N), method, axis,
+                                       labels.device)
+    allowed, _ = _allowed(labels, src_idx, dst_idx)
+    pad = labels % 2 == 1
+    pad_merges = (allowed.any(2) & pad[:, src_idx]).sum(1).clamp(max=r)
+    pads_left = int((pad.sum(1) - pad_merges).sum())
+    return r, nW * (N - r) - pads_left
 
 
 @functools.lru_cache(maxsize=None)
@@ -265,8 +479,7 @@ def max_window_r(window_size: int, method: str, axis: int = 1,
     without ``shift`` and returns the smallest number of usable sources.
     """
     ws = window_size
-    src_idx, dst_idx, _ = window_roles(ws, method, axis)
-    best = len(src_idx)
+    best = ws * ws
     pads = torch.arange(ws)
     for s in sorted({0, shift}):
         for nh in (1, 3):
@@ -278,6 +491,5 @@ def max_window_r(window_size: int, method: str, axis: int = 1,
                 pad_w = cols[None, :] >= Wp - pads[:, None]
                 pad = (pad_h[:, None, :, None] | pad_w[None, :, None, :])
                 labels = _region_labels(pad.flatten(0, 1), ws, s)
-                allowed, _ = _allowed(labels, src_idx, dst_idx)
-                best = min(best, int(allowed.any(2).sum(1).min()))
+                best = min(best, window_capacity(labels, method, axis))
     return best

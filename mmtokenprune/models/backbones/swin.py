@@ -9,7 +9,7 @@ from mmpretrain.models.backbones import SwinTransformer
 from torch import Tensor
 
 from ...ops import ChannelGate, LayerDims, PruneSpec
-from ...ops.window import METHODS, max_window_r
+from ...ops.window import METHODS
 from ...registry import MODELS
 from ..cdcp import (attention_flops, budget_loss, export_attention,
                     export_ffn, ffn_flops, soft_width)
@@ -52,7 +52,13 @@ class PrunedSwinTransformer(SwinTransformer):
             fraction of each window's ``ws * ws`` tokens kept), ``layers``
             (merging blocks; defaults to every block) and ``prop_attn``
             (defaults to True). ATME pairs along W in the even merging
-            blocks and along H in the odd ones. Defaults to None.
+            blocks and along H in the odd ones. Tokens never merge across
+            shift regions or with padding; where that leaves some window
+            of an input fewer than ``r`` mergeable pairs, every window of
+            that block merges as many as the poorest can (for ``ws=7``
+            ATME always allows 17, ToMe 24; see
+            :func:`~mmtokenprune.ops.window.max_window_r`). Defaults to
+            None.
         channel_cfg (dict, optional): ``spec`` (JSON path or dict of a
             :class:`~mmtokenprune.ops.PruneSpec`) and/or ``type='CDCP'``
             with ``flops_target``, ``loss_weight`` and ``gate_init``, as
@@ -91,6 +97,9 @@ class PrunedSwinTransformer(SwinTransformer):
             self.prune_spec = PruneSpec.load(self.channel_cfg.spec)
             self.prune_spec.validate(*self.unpruned_widths)
         self._replace_blocks(block_args)
+        # tokens per block at img_size, for the budget loss of every step
+        self.img_token_counts = tuple(
+            self.token_counts()) if self.channel_cfg.gated else None
 
     # ----------------------------------------------------------- building
     def _parse_token_cfg(self, cfg: Optional[Dict]) -> TokenCfg:
@@ -165,18 +174,7 @@ class PrunedSwinTransformer(SwinTransformer):
             raise ValueError(f'`token_cfg.r`: r={step.r} at {where} must be '
                              'smaller than the window area (and at most '
                              f'half of it, {area // 2}).')
-        r = step.num_removed(area, key=f'token_cfg (Swin {where})')
-        rank = sum(s is not None for s in self.token_cfg.schedule[:index])
-        axis = 1 if rank % 2 == 0 else 0
-        shift = ws // 2 if args['shift'] else 0
-        limit = max_window_r(ws, self.token_cfg.type, axis, shift)
-        if r > limit:
-            raise ValueError(
-                f'`token_cfg`: {self.token_cfg.type} can merge at most '
-                f'{limit} tokens per window at {where}: windows cut by '
-                f'padding or shift regions leave fewer usable pairs, and '
-                f'tokens never merge across them; got r={r}.')
-        return r
+        return step.num_removed(area, key=f'token_cfg (Swin {where})')
 
     def _replace_blocks(self, block_args: List[Dict]) -> None:
         """Replace every ``stages[i].blocks[j]`` by a
@@ -254,11 +252,7 @@ class PrunedSwinTransformer(SwinTransformer):
         H, W = hw or self.patch_resolution
         counts = []
         for stage in self.stages:
-            for block in stage.blocks:
-                grid = block.window_grid((H, W))
-                n = grid.area - block.merge_r
-                mlp = grid.num_windows * n if block.merge_r else H * W
-                counts.append((grid.num_windows * n, n, mlp))
+            counts += [block.token_counts((H, W)) for block in stage.blocks]
             if stage.downsample is not None:
                 H, W = (H + 1) // 2, (W + 1) // 2
         return counts
@@ -269,8 +263,10 @@ class PrunedSwinTransformer(SwinTransformer):
         widths. Merging is counted, so the ratio is relative to this
         model's token schedule."""
         kept = full = 0.
-        for block, (n_q, n_k, n_mlp) in zip(self.blocks(),
-                                            self.token_counts(hw)):
+        counts = self.img_token_counts
+        if hw is not None or counts is None:
+            counts = self.token_counts(hw)
+        for block, (n_q, n_k, n_mlp) in zip(self.blocks(), counts):
             attn, C = block.attn.w_msa, block.attn.w_msa.embed_dims
             h, ffn = attn.num_heads, block.ffn.feedforward_channels
             kept = kept + attention_flops(

@@ -6,10 +6,11 @@ import torch.utils.checkpoint as cp
 from mmpretrain.models.backbones.swin_transformer import SwinBlock
 from torch import Tensor
 
-from ...ops import ChannelGate, TokenMap, merge_tokens, unmerge_tokens
-from ...ops.window import (WindowGrid, region_bias, window_labels,
-                           window_merge_plan, window_partition,
-                           window_reverse)
+from ...ops import ChannelGate, TokenMap
+from ...ops.window import (WindowGrid, region_bias, window_index,
+                           window_labels, window_merge, window_merge_plan,
+                           window_partition, window_reverse,
+                           window_token_counts, window_unmerge)
 from .window_attention import PrunedWindowMSA
 
 __all__ = ['PrunedSwinBlock']
@@ -34,10 +35,14 @@ class PrunedSwinBlock(SwinBlock):
       take the relative-position bias and shift mask of their anchor cells
       (a merged token's cells share one shift region); with ``prop_attn``
       the attention is biased by ``log(size)``. Padding stays zero at the
-      attention input, as upstream.
+      attention input, as upstream, and the MLP skips padding tokens (as
+      upstream, whose MLP runs on the unpadded map).
+    - Windows are cut and reversed with one ``index_select`` each
+      (:func:`~mmtokenprune.ops.window.window_index`) instead of upstream's
+      pad, ``torch.roll`` and permute copies; same result, both paths.
     - Activation checkpointing (``with_cp``) uses ``use_reentrant=False``.
 
-    With ``merge_r=0`` the forward is upstream's.
+    With ``merge_r=0`` the forward computes upstream's.
 
     Args:
         embed_dims, num_heads, window_size, shift, ffn_ratio, drop_path,
@@ -131,6 +136,19 @@ class PrunedSwinBlock(SwinBlock):
                 'decrease the `window_size`.')
         return WindowGrid(tuple(hw_shape), ws, shift)
 
+    def token_counts(self, hw_shape: Tuple[int, int]) -> Tuple[int, int, int]:
+        """``(attention queries, keys per query, MLP tokens)`` of one image
+        of ``hw_shape`` (merging counted; padding is not an MLP token)."""
+        grid = self.window_grid(hw_shape)
+        n, mlp = grid.area, hw_shape[0] * hw_shape[1]
+        if self.merge_r > 0:
+            r, mlp = self.merge_r, grid.num_windows * (n - self.merge_r)
+            if grid.has_regions:
+                r, mlp = window_token_counts(
+                    window_labels(grid), r, self.merge_type, self.merge_axis)
+            n -= r
+        return grid.num_windows * n, n, mlp
+
     def forward(self, x: Tensor, hw_shape: Tuple[int, int]) -> Tensor:
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(
@@ -140,7 +158,14 @@ class PrunedSwinBlock(SwinBlock):
     def _inner_forward(self, x: Tensor, hw_shape) -> Tensor:
         if self.merge_r > 0:
             return self.merged_forward(x, hw_shape, self.merge_r)
-        x = x + self.attn(self.norm1(x), hw_shape)
+        grid = self.window_grid(hw_shape)
+        index = window_index(grid, x.device)
+        mask = None
+        if grid.shift > 0:
+            mask = region_bias(window_labels(grid, x.device), x.dtype)
+        out = self.attn.w_msa(
+            window_partition(self.norm1(x), grid, index), mask=mask)
+        x = x + self.attn.drop(window_reverse(out, grid, index))
         return self.ffn(self.norm2(x), identity=x)
 
     def merged_forward(self, x: Tensor, hw_shape, r: int) -> Tensor:
@@ -150,42 +175,51 @@ class PrunedSwinBlock(SwinBlock):
             x (Tensor): ``(B, H * W, C)``.
             hw_shape (tuple[int, int]): ``(H, W)``.
             r (int): tokens merged per window (0 runs the windowed path
-                without merging: upstream's result, with the MLP also
-                applied to the padding).
+                without merging: upstream's result).
 
         Returns:
             Tensor: ``(B, H * W, C)``.
         """
         B, _, C = x.shape
         grid = self.window_grid(hw_shape)
-        xw = window_partition(x, grid)  # (B * nW, N, C)
-        BnW, N, _ = xw.shape
-        labels = None
-        h = self.norm1(xw)
-        if grid.has_regions:
-            labels = window_labels(grid, x.device)
-            h = h * (labels % 2 == 0).repeat(B, 1).unsqueeze(-1).to(h.dtype)
+        index = window_index(grid, x.device)
+        xw = window_partition(x, grid, index)  # (B * nW, N, C), residual
+        BnW = xw.shape[0]
+        labels = window_labels(grid, x.device) if grid.has_regions else None
         tokens = TokenMap.identity(BnW, (grid.window_size, ) * 2, x.device,
                                    x.dtype)
         xm = xw
         if r > 0:
-            plan = window_merge_plan(h, r, self.merge_type, self.merge_axis,
-                                     labels)
-            xm = merge_tokens(xw, plan, tokens.size)
+            plan = window_merge_plan(
+                self.norm1(xw), r, self.merge_type, self.merge_axis, labels)
             tokens = tokens.apply(plan)
+            xm = window_merge(xw, plan, tokens.size)
 
         hm = self.norm1(xm)
-        w_msa = self.attn.w_msa
-        bias = w_msa.relative_bias(tokens.anchor).to(x.dtype)
+        extra = None  # (B * nW, 1, N', N'): shift mask and log(size)
         if labels is not None:
             lab = labels.repeat(B, 1).gather(1, tokens.anchor)
-            hm = hm * (lab % 2 == 0).unsqueeze(-1).to(hm.dtype)
-            bias = bias + region_bias(lab, x.dtype).unsqueeze(1)
-        if self.prop_attn:
-            bias = bias + tokens.size.log().to(x.dtype)[:, None, None, :]
-        out = w_msa(hm, attn_bias=bias)
+            if grid.has_padding:  # zero padding at the input, as upstream
+                pads = (lab.view(-1) % 2 == 1).nonzero().squeeze(1)
+                hm = hm.view(-1, C).index_fill_(0, pads, 0.).view_as(hm)
+            if grid.shift > 0:
+                extra = region_bias(lab, x.dtype).unsqueeze(1)
+        if self.prop_attn and r > 0:
+            log_size = tokens.size.log().to(x.dtype)[:, None, None, :]
+            extra = log_size if extra is None else extra + log_size
+        bias = self.attn.w_msa.relative_bias(tokens.anchor).to(x.dtype)
+        bias = bias if extra is None else bias + extra
+        out = self.attn.w_msa(hm, attn_bias=bias)
         # drop paths act per image, so go through (B, nW * N', C)
         xm = xm + self.attn.drop(out.view(B, -1, C)).view_as(xm)
-        xm = xm.view(B, -1, C)
-        xm = self.ffn(self.norm2(xm), identity=xm).view(BnW, -1, C)
-        return window_reverse(unmerge_tokens(xm, tokens), grid)
+        if grid.has_padding:  # the MLP skips padding (cropped anyway)
+            # padding merges first, so every image keeps as many real tokens
+            real = (lab % 2 == 0).view(-1).nonzero().squeeze(1)
+            xr = xm.view(-1, C).index_select(0, real).view(B, -1, C)
+            xr = self.ffn(self.norm2(xr), identity=xr)
+            xm = xm.view(-1, C).index_copy_(0, real, xr.view(-1, C))
+        else:
+            xm = xm.view(B, -1, C)
+            xm = self.ffn(self.norm2(xm), identity=xm)
+        return window_unmerge(
+            xm.view(BnW, -1, C), tokens.assign, grid, index)

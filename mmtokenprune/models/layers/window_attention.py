@@ -84,11 +84,14 @@ class PrunedWindowMSA(WindowMSA):
         """
         table = self.relative_position_bias_table  # (L, heads)
         index = self.relative_position_index  # (N, N)
+        N = index.shape[0]
+        full = table[index.view(-1)].t()  # (heads, N * N)
         if anchor is None:
-            N = index.shape[0]
-            return table[index.view(-1)].view(N, N, -1).permute(2, 0, 1)
-        pair = index[anchor.unsqueeze(2), anchor.unsqueeze(1)]
-        return table.t()[:, pair].transpose(0, 1)
+            return full.view(-1, N, N)
+        BnW, n = anchor.shape
+        pair = (anchor.unsqueeze(2) * N + anchor.unsqueeze(1)).view(-1)
+        out = full.contiguous().index_select(1, pair)
+        return out.view(-1, BnW, n, n).transpose(0, 1)
 
     def forward(self,
                 x: Tensor,
