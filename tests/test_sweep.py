@@ -79,13 +79,15 @@ def test_sweep_columns_plot_and_resume(trained, tmp_path, monkeypatch):
     assert [r['setting'] for r in rows] == settings
     expected = {
         'score', 'score_name', 'gflops_backbone', 'gflops_model',
-        'gflops_merge', 'params_M', 'load_avg', 'device'
+        'gflops_merge', 'params_M', 'load_avg', 'device', 'clock', 'threads',
+        'repeats', 'image_size'
     }
     for part in ('backbone', 'model'):
         for b in (1, 2):
             expected |= {
                 f'ms_{part}_b{b}', f'ref_ms_{part}_b{b}',
-                f'speedup_{part}_b{b}'
+                f'speedup_{part}_b{b}', f'min_ms_{part}_b{b}',
+                f'speedup_min_{part}_b{b}'
             }
     expected |= {f'IoU.{c}' for c in CLASSES}
     for row in rows:

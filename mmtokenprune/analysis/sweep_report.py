@@ -62,6 +62,7 @@ def format_markdown(rows: Sequence[Dict], title: str = '') -> str:
     head += [f'model ms b{b}' for b in batches]
     head += [f'backbone speed-up b{b}' for b in batches]
     head += [f'model speed-up b{b}' for b in batches]
+    head += [f'backbone speed-up b{b} (min)' for b in batches]
     head += ['load avg']
     lines = []
     if title:
@@ -75,7 +76,9 @@ def format_markdown(rows: Sequence[Dict], title: str = '') -> str:
         f'{_CLOCKS.get(first.get("clock"), "wall-clock")}; speed-up = '
         'latency of the unreduced, unpruned model '
         '(fused SDPA) timed in turns with the setting in the same run, '
-        'divided by the setting\'s; GFLOPs per image (1 MAC = 1 FLOP), '
+        'divided by the setting\'s (medians; "(min)": ratio of the minima, '
+        'closer to the unloaded machine where load only adds time); '
+        'GFLOPs per image (1 MAC = 1 FLOP), '
         'merge = gather/scatter/sort ops; load avg = 1-min load during '
         'timing.', '', '| ' + ' | '.join(head) + ' |',
         '|' + '|'.join(['---'] + ['---:'] * (len(head) - 1)) + '|'
@@ -95,6 +98,7 @@ def format_markdown(rows: Sequence[Dict], title: str = '') -> str:
         cells += [_fmt(_num(r, f'ms_model_b{b}'), 0) for b in batches]
         cells += [_fmt(_num(r, f'speedup_backbone_b{b}')) for b in batches]
         cells += [_fmt(_num(r, f'speedup_model_b{b}')) for b in batches]
+        cells += [_fmt(_num(r, f'speedup_min_backbone_b{b}')) for b in batches]
         cells += [_fmt(_num(r, 'load_avg'), 1)]
         lines.append('| ' + ' | '.join(cells) + ' |')
     classes = [k for k in rows[0] if k.startswith(('IoU.', 'acc.'))]
