@@ -4,14 +4,15 @@ included.
 mmengine's :class:`~mmengine.analysis.FlopAnalyzer` traces a forward and
 counts every op it has a handle for. Two gaps matter here:
 
-- **Fused attention.** ``F.scaled_dot_product_attention`` appears in the
-  trace as ``aten::scaled_dot_product_attention`` (or as the kernel it
-  dispatches to, e.g. ``aten::_scaled_dot_product_flash_attention_for_cpu``)
-  and has no handle, so a DeiT-S at 512x512 would show 22.1 instead of 31.8
-  GFLOPs. :func:`sdpa_flop_jit` counts ``q @ k^T`` and ``attn @ v``:
-  ``B * h * Nq * Nk * (d_qk + d_v)``, as mmengine counts the two
-  ``matmul`` of an explicit attention (softmax and the mask add are not
-  counted there either).
+- **Fused attention.** ``F.scaled_dot_product_attention`` has no handle,
+  so a DeiT-S at 512x512 would show 22.1 instead of 31.8 GFLOPs. In a CPU
+  trace (torch 2.14) it appears as the composite
+  ``aten::scaled_dot_product_attention``, with or without a mask; the
+  kernels it dispatches to (:data:`SDPA_OPS`) get the same handle in case
+  a trace records those instead. :func:`sdpa_flop_jit` counts
+  ``q @ k^T`` and ``attn @ v``: ``B * h * Nq * Nk * (d_qk + d_v)``, as
+  mmengine counts the two ``matmul`` of an explicit attention (softmax and
+  the mask add are not counted there either).
 - **Merging.** ``gather``, ``scatter``/``scatter_add``, ``index_select``,
   ``topk``, ``sort`` and ``argsort`` are ignored or unsupported upstream, so
   token merging would look free. Here each counts one operation per
