@@ -4,8 +4,9 @@ With no downloads, builds the ADE20K UperNet + DeiT-S (512x512) three ways
 -- baseline, ATME token merging, ATME + CDCP channel pruning (gates set
 from weight magnitudes, exported to the smaller dense model) -- prints
 params, GFLOPs and measured latency (batch 1) side by side, and draws
-ATME's merge regions after layers 2/5/8/11 over a photo that scikit-image
-ships. It reuses ``tools/analysis/benchmark.py`` for everything measured.
+ATME's merge regions over a photo that scikit-image ships (after each
+merging layer, or after layers 2/5/8/11 when more than four merge). It
+reuses ``tools/analysis/benchmark.py`` for everything measured.
 
 No weights exist offline, so the backbone is randomly initialised: FLOPs
 and latency do not depend on the weights; the merge regions follow patch
@@ -15,9 +16,9 @@ Outputs (``--out-dir``, default ``outputs/demo``): ``results.md``,
 ``results.csv``, ``merge_regions.png``, ``merge_regions_fill.png``.
 
 Examples:
-    python tools/demo.py                 # about 3-5 minutes on 2 CPU cores
+    python tools/demo.py                 # about 2 minutes on 2 CPU cores
     python tools/demo.py --quick         # 128x128 input, 1 repeat
-    python tools/demo.py --threads 1     # steadier timings on a busy CPU
+    python tools/demo.py --threads 1 --clock cpu  # steadier on a busy CPU
 """
 import argparse
 import importlib.util
@@ -89,15 +90,28 @@ def to_input(image: np.ndarray, model) -> torch.Tensor:
     return (x - pre.mean.view(1, 3, 1, 1)) / pre.std.view(1, 3, 1, 1)
 
 
+def panel_layers(maps) -> List[int]:
+    """The merging layers when there are at most four, else :data:`LAYERS`
+    (identical panels after layers that merge nothing say nothing)."""
+    counts = [m.num_tokens for m in maps]
+    first = maps[0].grid[0] * maps[0].grid[1]
+    merging = [
+        i for i, n in enumerate(counts) if n != (counts[i - 1] if i else first)
+    ]
+    return merging if len(merging) <= 4 else [
+        i for i in LAYERS if i < len(maps)
+    ]
+
+
 def draw_merges(setting, image: np.ndarray, out_dir: str) -> List[str]:
-    """Merge regions of ``setting``'s backbone after :data:`LAYERS`."""
+    """Merge regions of ``setting``'s backbone (see :func:`panel_layers`)."""
     backbone = setting.model.backbone
     maps = backbone.token_maps(to_input(image, setting.model))
     if maps[0] is None:
         raise ValueError(f'{setting.name} merges no tokens.')
     panels = {
         f'after layer {i}: {maps[i].num_tokens} tokens': maps[i].assign[0]
-        for i in LAYERS if i < len(maps)
+        for i in panel_layers(maps)
     }
     grid = maps[0].grid
     title = (f'{setting.name} merge regions (random-init backbone; '
@@ -142,6 +156,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
         'is not measured here.',
         flush=True)
     settings, _ = bench.run(bench.parse_args(bench_argv))
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > cores:
+        print(f'[demo] note: the CPU was busy (load {load:.1f} on {cores} '
+              'cores); multi-threaded timings then stall on descheduled '
+              'threads. For steadier numbers add --threads 1 --clock cpu.')
     merging = next((s for s in settings if _merges(s)), None)
     if merging is None:
         raise ValueError('no setting merges tokens: nothing to draw.')

@@ -11,6 +11,7 @@ from.
 """
 import copy
 import csv
+import os
 import statistics
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -143,6 +144,7 @@ def benchmark(settings: Sequence[Setting],
               warmup: int = 1,
               device: str = 'cpu',
               dtype: str = 'fp32',
+              clock: str = 'wall',
               log=print) -> List[Setting]:
     """Count FLOPs, then time every (part, batch size) over all settings
     in turns (A B C A B C ...); fills each ``setting.stats``.
@@ -175,7 +177,8 @@ def benchmark(settings: Sequence[Setting],
                          x)
                 for s in settings
             }
-            times = time_interleaved(fns, repeats, warmup, device, dtype)
+            times = time_interleaved(fns, repeats, warmup, device, dtype,
+                                     clock)
             for s in settings:
                 s.stats[f'ms_{part}_b{batch}'] = statistics.median(
                     times[s.name])
@@ -241,24 +244,27 @@ def table_rows(settings: Sequence[Setting]) -> Tuple[List[str], List[List]]:
     return ['setting'] + [h for h, _ in cols], rows
 
 
-def format_markdown(
-    settings: Sequence[Setting],
-    device: str = 'cpu',
-    dtype: str = 'fp32',
-    repeats: Optional[int] = None,
-    image_size: Tuple[int, int] = (512, 512)
-) -> str:
+def format_markdown(settings: Sequence[Setting],
+                    device: str = 'cpu',
+                    dtype: str = 'fp32',
+                    repeats: Optional[int] = None,
+                    image_size: Tuple[int, int] = (512, 512),
+                    clock: str = 'wall') -> str:
     """The results as a markdown table with the machine and method named."""
     headers, rows = table_rows(settings)
     keys = [None] + [key for _, key in _columns(settings)]
+    what = ('wall-clock ms' if clock == 'wall' else
+            'process CPU-time ms (with 1 thread: the latency without other '
+            "jobs' preemption)")
     lines = [
-        f'Machine: {device_name(device)}; {dtype}; input '
-        f'{image_size[0]}x{image_size[1]}; latency = median ms per forward '
-        f'of the batch (b1, b8)' +
+        f'Machine: {device_name(device)}; 1-min load average '
+        f'{os.getloadavg()[0]:.1f}. {dtype}, input {image_size[0]}x'
+        f'{image_size[1]}; latency = median {what} per forward of the batch '
+        '(bN = batch N)' +
         (f' over {repeats} interleaved repeats' if repeats else '') +
-        f'; GFLOPs per image (1 MAC = 1 FLOP). Speed-up and FLOPs reduction'
+        '; GFLOPs per image (1 MAC = 1 FLOP). Speed-up and FLOPs reduction'
         f' are backbone vs `{settings[0].name}`; efficiency = speed-up / '
-        f'FLOPs reduction.', '', '| ' + ' | '.join(headers) + ' |',
+        'FLOPs reduction.', '', '| ' + ' | '.join(headers) + ' |',
         '|' + '|'.join(['---'] + ['---:'] * (len(headers) - 1)) + '|'
     ]
     for row in rows:

@@ -17,8 +17,8 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 __all__ = [
-    'DTYPES', 'device_name', 'autocast', 'time_forward', 'time_interleaved',
-    'measure_latency'
+    'DTYPES', 'CLOCKS', 'device_name', 'autocast', 'time_forward',
+    'time_interleaved', 'measure_latency'
 ]
 
 DTYPES = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
@@ -70,21 +70,42 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_forward(fn: Callable[[], object], device: str = 'cpu') -> float:
-    """Milliseconds of one call of ``fn`` (synchronised on CUDA)."""
+CLOCKS = {'wall': time.perf_counter, 'cpu': time.process_time}
+
+
+def time_forward(fn: Callable[[], object],
+                 device: str = 'cpu',
+                 clock: str = 'wall') -> float:
+    """Milliseconds of one call of ``fn`` (synchronised on CUDA).
+
+    Args:
+        fn (callable): the forward, input bound.
+        device (str): where it runs. Defaults to 'cpu'.
+        clock (str): 'wall' (latency) or 'cpu' (CPU time of this process:
+            on a CPU shared with other jobs and with one torch thread, the
+            latency the forward would have on its own, since time spent
+            descheduled is not counted; with more threads it also counts
+            their spinning). Defaults to 'wall'.
+    """
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be 'wall' or 'cpu'; got {clock!r}.")
     device = torch.device(device)
+    if clock == 'cpu' and device.type != 'cpu':
+        raise ValueError("clock='cpu' times CPU forwards only.")
+    now = CLOCKS[clock]
     _sync(device)
-    start = time.perf_counter()
+    start = now()
     fn()
     _sync(device)
-    return (time.perf_counter() - start) * 1e3
+    return (now() - start) * 1e3
 
 
 def time_interleaved(fns: Dict[str, Callable[[], object]],
                      repeats: int = 10,
                      warmup: int = 2,
                      device: str = 'cpu',
-                     dtype: str = 'fp32') -> Dict[str, List[float]]:
+                     dtype: str = 'fp32',
+                     clock: str = 'wall') -> Dict[str, List[float]]:
     """Time several forwards in turns: ``warmup`` untimed rounds, then
     ``repeats`` rounds of A B C ...
 
@@ -96,6 +117,8 @@ def time_interleaved(fns: Dict[str, Callable[[], object]],
         device (str): where the forwards run. Defaults to 'cpu'.
         dtype (str): 'fp32', 'fp16' (CUDA) or 'bf16' (autocast).
             Defaults to 'fp32'.
+        clock (str): 'wall' or 'cpu', see :func:`time_forward`.
+            Defaults to 'wall'.
 
     Returns:
         dict[str, list[float]]: name -> milliseconds of each timed round.
@@ -110,7 +133,7 @@ def time_interleaved(fns: Dict[str, Callable[[], object]],
                 fn()
         for _ in range(repeats):
             for name, fn in fns.items():
-                times[name].append(time_forward(fn, device))
+                times[name].append(time_forward(fn, device, clock))
     return times
 
 
@@ -121,7 +144,8 @@ def measure_latency(model: torch.nn.Module,
                     warmup: int = 2,
                     device: str = 'cpu',
                     dtype: str = 'fp32',
-                    inputs: Optional[torch.Tensor] = None) -> Dict:
+                    inputs: Optional[torch.Tensor] = None,
+                    clock: str = 'wall') -> Dict:
     """Median forward latency of one model on a random image batch.
 
     Args:
@@ -130,18 +154,20 @@ def measure_latency(model: torch.nn.Module,
         image_size (tuple[int, int]): ``(H, W)``. Defaults to (512, 512).
         repeats, warmup, device, dtype: as :func:`time_interleaved`.
         inputs (Tensor, optional): use this batch instead of a random one.
+        clock (str): 'wall' or 'cpu', see :func:`time_forward`.
 
     Returns:
         dict: ``median_ms``, ``times_ms``, ``batch_size``, ``dtype``,
-        ``device`` (the machine, named by :func:`device_name`).
+        ``clock``, ``device`` (the machine, named by :func:`device_name`).
     """
     if inputs is None:
         inputs = torch.randn(batch_size, 3, *image_size, device=device)
     times = time_interleaved({'model': lambda: model(inputs)}, repeats, warmup,
-                             device, dtype)['model']
+                             device, dtype, clock)['model']
     return dict(
         median_ms=statistics.median(times),
         times_ms=times,
         batch_size=inputs.shape[0],
         dtype=dtype,
+        clock=clock,
         device=device_name(device))

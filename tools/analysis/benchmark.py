@@ -102,6 +102,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default='fp32',
         choices=('fp32', 'fp16', 'bf16'),
         help='fp16 needs CUDA; fp16/bf16 run under autocast')
+    parser.add_argument(
+        '--clock',
+        default='wall',
+        choices=('wall', 'cpu'),
+        help="'cpu': process CPU time instead of wall-clock; with "
+        '--threads 1 on a CPU shared with other jobs it is the latency '
+        'without their preemption')
     parser.add_argument('--out', help='write the markdown table here')
     parser.add_argument('--csv', help='write the numbers as CSV here')
     return parser.parse_args(argv)
@@ -145,9 +152,10 @@ def run(args: argparse.Namespace) -> Tuple[List[Setting], str]:
         warmup=args.warmup,
         device=args.device,
         dtype=args.dtype,
+        clock=args.clock,
         log=lambda msg: print(msg, flush=True))
     table = format_markdown(settings, args.device, args.dtype, args.repeats,
-                            image_size)
+                            image_size, args.clock)
     print(table, flush=True)
     for path in (args.out, args.csv):
         if path and osp.dirname(path):
