@@ -4,8 +4,8 @@
 # token by the patches it stands for.
 # Why this schedule (UperNet + DeiT-S 512x512, CPU batch 1, backbone; see
 # tools/analysis/benchmark.py and the numbers in the commit message): it cuts
-# FLOPs 1.76x and ran 1.64-1.67x faster than the unmerged baseline
-# (speed-up / FLOPs reduction 0.94). The earlier keep_ratio=0.9 at layers
+# FLOPs 1.76x and ran 1.61-1.67x faster than the unmerged baseline
+# (speed-up / FLOPs reduction 0.91-0.95). The earlier keep_ratio=0.9 at layers
 # 0..10 cut more FLOPs (1.92x) but ran only 1.53-1.58x faster (0.82): every
 # merging layer costs matching time that FLOPs do not show, so fewer,
 # stronger merges are faster per FLOP. Milder schedules (0.8 at layers 0/3/6:
