@@ -2,11 +2,10 @@
 from typing import Optional, Tuple
 
 import torch.nn as nn
-import torch.nn.functional as F
 from mmpretrain.models.utils import MultiheadAttention
 from torch import Tensor
 
-from ...ops import ChannelGate
+from ...ops import ChannelGate, fused_attention
 
 __all__ = ['PrunedMultiheadAttention']
 
@@ -96,9 +95,8 @@ class PrunedMultiheadAttention(MultiheadAttention):
             q, k = self.qk_gate(q), self.qk_gate(k)  # k: reducers match on it
             v = self.v_gate(v)
         attn_drop = self.attn_drop if self.training else 0.
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_bias, dropout_p=attn_drop,
-            scale=self.scale)
+        out = fused_attention(
+            q, k, v, self.scale, attn_mask=attn_bias, dropout_p=attn_drop)
         out = out.transpose(1, 2).reshape(B, N, h * dv)
         out = self.out_drop(self.gamma1(self.proj_drop(self.proj(out))))
         return out, k
