@@ -263,3 +263,18 @@ def test_window_grid_follows_upstream_shift_rules():
     assert block.window_grid((5, 9)).shift == 2
     with pytest.raises(ValueError, match='pad_small_map'):
         block.window_grid((3, 9))
+
+
+def test_magnitude_gates_reach_the_budget_and_export():
+    from mmtokenprune.models.cdcp_init import init_gates_by_magnitude
+    _, gated = _pair(token_cfg=ATME, channel_cfg=dict(type='CDCP'))
+    info = init_gates_by_magnitude(gated, 0.7)
+    assert info['flops_ratio'] == pytest.approx(0.7, abs=0.08)
+    spec, state = gated.export_pruned()
+    small = PrunedSwinTransformer(
+        **TINY, token_cfg=ATME, channel_cfg=dict(spec=spec.to_dict()))
+    small.load_state_dict(state, strict=True)
+    x = torch.randn(1, 3, 45, 61)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            small.eval()(x)[3], gated(x)[3], atol=1e-5, rtol=1e-5)

@@ -53,3 +53,16 @@ def test_swin_config_builds_and_runs(path):
         num_classes = model.decode_head.num_classes
         assert out.shape[:2] == (1, num_classes)
         assert torch.isfinite(out).all()
+
+
+def test_benchmark_tool_has_the_swin_preset():
+    import importlib.util
+    path = osp.join(REPO, 'tools', 'analysis', 'benchmark.py')
+    spec = importlib.util.spec_from_file_location('benchmark_tool', path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    args = tool.parse_args(['--preset', 'swin-t'])
+    names = [name for name, _ in tool.PRESETS[args.preset]]
+    assert names == ['Swin-T', 'Swin-T ATME', 'Swin-T ATME+CDCP']
+    assert all(p in CONFIGS for _, p in tool.PRESETS['swin-t'])
+    assert tool.parse_args([]).preset == 'deit-s'

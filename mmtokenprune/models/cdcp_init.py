@@ -36,6 +36,16 @@ def _rows_l1(weight: Tensor, rows: Tensor, num_heads: int) -> Tensor:
     return weight.index_select(0, rows).abs().sum(1).view(num_heads, -1).sum(0)
 
 
+def _encoder_layers(backbone: nn.Module) -> List[Tuple]:
+    """``(attention, ffn, ffn gate)`` of every encoder layer; a Swin
+    block's attention is ``attn.w_msa``."""
+    if hasattr(backbone, 'stages'):  # PrunedSwinTransformer
+        return [(b.attn.w_msa, b.ffn, b.ffn_gate) for s in backbone.stages
+                for b in s.blocks]
+    return [(layer.attn, layer.ffn, getattr(layer, 'ffn_gate', None))
+            for layer in getattr(backbone, 'layers', [])]
+
+
 @torch.no_grad()
 def magnitude_scores(backbone: nn.Module) -> List[Dict[str, Tuple]]:
     """Per layer, ``{'qk' | 'v' | 'ffn': (gate, importance per channel)}``.
@@ -45,8 +55,7 @@ def magnitude_scores(backbone: nn.Module) -> List[Dict[str, Tuple]]:
             ``channel_cfg=dict(type='CDCP')``).
     """
     layers = []
-    for layer in getattr(backbone, 'layers', []):
-        attn, gate = layer.attn, getattr(layer, 'ffn_gate', None)
+    for attn, ffn, gate in _encoder_layers(backbone):
         if attn.qk_gate is None or gate is None:
             continue
         h, dqk, dv = attn.num_heads, attn.qk_dims, attn.v_dims
@@ -57,7 +66,7 @@ def magnitude_scores(backbone: nn.Module) -> List[Dict[str, Tuple]]:
             _rows_l1(w, head_channel_index(c_qk, h, dqk), h) +
             _rows_l1(w, head_channel_index(c_qk, h, dqk, h * dqk), h))
         v = _rows_l1(w, head_channel_index(c_v, h, dv, 2 * h * dqk), h)
-        fc1 = layer.ffn.layers[0][0].weight
+        fc1 = ffn.layers[0][0].weight
         layers.append(
             dict(
                 qk=(attn.qk_gate, qk),
@@ -100,7 +109,8 @@ def init_gates_by_magnitude(backbone: nn.Module,
     ``+margin``, the others ``-margin``.
 
     Args:
-        backbone (nn.Module): a gated :class:`PrunedVisionTransformer`.
+        backbone (nn.Module): a gated :class:`PrunedVisionTransformer` or
+            :class:`PrunedSwinTransformer`.
         flops_target (float): kept fraction of encoder FLOPs, in (0, 1].
         margin (float): logit magnitude. With the default 8 the soft widths
             of :meth:`flops_ratio` equal the hard ones to 0.04%; use a

@@ -11,6 +11,9 @@ Examples:
     # the three ADE20K DeiT-S UperNet configs, batch 1 and 8, on CPU
     python tools/analysis/benchmark.py --out results.md --csv results.csv
 
+    # the same for UperNet + Swin-T (ATME inside each attention window)
+    python tools/analysis/benchmark.py --preset swin-t
+
     # baseline vs two ATME variants, backbone only, batch 1
     python tools/analysis/benchmark.py --parts backbone --batch-sizes 1 \\
         --setting baseline configs/ade20k/deit-s16_upernet_8xb2-80k_ade20k-512x512.py \\
@@ -43,6 +46,17 @@ DEFAULT_SETTINGS = (
      osp.join(ADE20K,
               'atme-cdcp_deit-s16_upernet_8xb2-80k_ade20k-512x512.py')),
 )
+# The same three arms with UperNet + Swin-T (merging inside 7x7 windows).
+SWIN_T_SETTINGS = (
+    ('Swin-T', osp.join(ADE20K,
+                        'swin-t_upernet_8xb2-160k_ade20k-512x512.py')),
+    ('Swin-T ATME',
+     osp.join(ADE20K, 'atme_swin-t_upernet_8xb2-160k_ade20k-512x512.py')),
+    ('Swin-T ATME+CDCP',
+     osp.join(ADE20K,
+              'atme-cdcp_swin-t_upernet_8xb2-160k_ade20k-512x512.py')),
+)
+PRESETS = {'deit-s': DEFAULT_SETTINGS, 'swin-t': SWIN_T_SETTINGS}
 
 
 def parse_overrides(items: Sequence[str]) -> Dict:
@@ -69,6 +83,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'repeat the flag for more. Default: baseline, ATME and ATME+CDCP '
         'of configs/ade20k (DeiT-S UperNet 512x512). The first is the '
         'reference of speed-up and FLOPs reduction.')
+    parser.add_argument(
+        '--preset',
+        choices=sorted(PRESETS),
+        default='deit-s',
+        help='the settings run when no --setting is given: the DeiT-S or '
+        'the Swin-T UperNet baseline, ATME and ATME+CDCP (configs/ade20k)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -117,7 +137,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def settings_from_args(args: argparse.Namespace) -> List:
     """Build the settings named on the command line (or the defaults)."""
     common = parse_overrides(args.cfg_options)
-    specs = args.setting or [list(s) for s in DEFAULT_SETTINGS]
+    specs = args.setting or [list(s) for s in PRESETS[args.preset]]
     settings, loaded = [], {}
     for spec in specs:
         if len(spec) < 2:
