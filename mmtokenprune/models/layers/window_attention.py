@@ -2,11 +2,10 @@
 from typing import Optional
 
 import torch.nn as nn
-import torch.nn.functional as F
 from mmpretrain.models.utils import WindowMSA
 from torch import Tensor
 
-from ...ops import ChannelGate
+from ...ops import ChannelGate, fused_attention
 
 __all__ = ['PrunedWindowMSA']
 
@@ -23,7 +22,8 @@ class PrunedWindowMSA(WindowMSA):
       gates ``qk_gate`` (shared by Q and K and all heads) and ``v_gate``.
       The relative-position bias table stays per head and is never pruned.
     - The attention runs in the fused SDPA kernel (upstream: explicit
-      softmax); same result within float rounding.
+      softmax; same result within float rounding), also with Q/K and V of
+      different widths (:func:`~mmtokenprune.ops.fused_attention`).
     - ``forward`` takes ``attn_bias``, a complete additive bias for windows
       of merged tokens (see :meth:`relative_bias` with ``anchor``), instead
       of the full-window bias and shift ``mask``.
@@ -127,8 +127,8 @@ class PrunedWindowMSA(WindowMSA):
                 if BnW != nW:  # (B * nW, ...): 5-D SDPA is slow on CPU
                     attn_bias = attn_bias.repeat(BnW // nW, 1, 1, 1)
         p = self.attn_drop.p if self.training else 0.
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_bias, dropout_p=p, scale=self.scale)
+        out = fused_attention(
+            q, k, v, self.scale, attn_mask=attn_bias, dropout_p=p)
         out = out.reshape(BnW, h, N, dv).transpose(1, 2)
         out = self.proj(out.reshape(BnW, N, h * dv))
         return self.proj_drop(out)
