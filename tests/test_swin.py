@@ -30,7 +30,10 @@ def _pair(token_cfg=None, channel_cfg=None, **kw):
         if name.endswith('relative_position_bias_table'):
             p.data.normal_(std=0.5)
     model = PrunedSwinTransformer(
-        **{**TINY, **kw}, token_cfg=token_cfg, channel_cfg=channel_cfg)
+        **{
+            **TINY,
+            **kw
+        }, token_cfg=token_cfg, channel_cfg=channel_cfg)
     missing, unexpected = model.load_state_dict(ref.state_dict(), False)
     assert unexpected == [] and all(k.endswith('.logits') for k in missing)
     assert bool(missing) == bool(channel_cfg)
@@ -112,9 +115,9 @@ def test_merging_duplicates_is_exact(method, index, hw):
     torch.testing.assert_close(merged, full, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize('token_cfg,hw', [(ATME, (375, 500)),
-                                          (dict(type='ToMe', r=7), (187, 250))
-                                          ])
+@pytest.mark.parametrize('token_cfg,hw',
+                         [(ATME, (375, 500)),
+                          (dict(type='ToMe', r=7), (187, 250))])
 def test_merging_keeps_shapes_on_odd_inputs(token_cfg, hw):
     ref, model = _pair(token_cfg=token_cfg)
     x = torch.randn(1, 3, *hw)  # 375x500: grids 94x125 ... 12x16
@@ -227,7 +230,7 @@ def test_flops_ratio_counts_gates_and_merging():
 
 
 def test_errors_name_the_config_key():
-    with pytest.raises(ValueError, match=r'token_cfg.r.*= 16 tokens.*window area'):
+    with pytest.raises(ValueError, match=r'r=16 .*16 tokens.*window area'):
         PrunedSwinTransformer(**TINY, token_cfg=dict(type='ToMe', r=16))
     with pytest.raises(ValueError, match='at most half'):
         PrunedSwinTransformer(**TINY, token_cfg=dict(type='ToMe', r=9))

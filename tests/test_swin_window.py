@@ -1,16 +1,17 @@
-"""In-window merging ops (mmtokenprune.ops.window): pure torch."""
+"""Window layout and in-window merging ops (mmtokenprune.ops.window*)."""
 import pytest
 import torch
 from mmpretrain.models.utils import ShiftWindowMSA
 
 from mmtokenprune.ops import (TokenMap, atme_plan, merge_tokens, tome_plan,
                               unmerge_tokens)
-from mmtokenprune.ops.window import (WindowGrid, max_window_r, region_bias,
-                                     window_index, window_labels,
-                                     window_merge, window_merge_plan,
-                                     window_partition, window_reverse,
-                                     window_roles, window_token_counts,
-                                     window_unmerge, window_capacity)
+from mmtokenprune.ops.window import (WindowGrid, region_bias, window_index,
+                                     window_labels, window_partition,
+                                     window_reverse)
+from mmtokenprune.ops.window_merge import (max_window_r, window_capacity,
+                                           window_merge, window_merge_plan,
+                                           window_roles, window_token_counts,
+                                           window_unmerge)
 
 GRIDS = [((8, 8), 4, 0), ((8, 8), 4, 2), ((9, 6), 4, 2), ((13, 10), 7, 3),
          ((7, 7), 7, 3), ((15, 5), 7, 0)]
@@ -103,8 +104,7 @@ def test_padding_merges_first():
     metric = torch.randn(grid.num_windows, 16, 4) * real.unsqueeze(-1)
     plan = window_merge_plan(metric, 4, 'ToMe', 1, labels)
     tokens = TokenMap.identity(4, (4, 4)).apply(plan)
-    per_token = torch.zeros(4, 12).scatter_add_(1, tokens.assign,
-                                                real.float())
+    per_token = torch.zeros(4, 12).scatter_add_(1, tokens.assign, real.float())
     # window 0 has no padding and merges real tokens; windows 1-3 have 12,
     # 12 and 15 padding cells and spend all of r=4 on them
     assert per_token[0].count_nonzero() == 12
@@ -142,8 +142,8 @@ def test_fast_merge_and_unmerge_equal_token_map_ops(hw, ws, shift):
     plan = window_merge_plan(w, 5, 'ToMe', 1, window_labels(grid))
     tokens = TokenMap.identity(n, (ws, ws)).apply(plan)
     merged = window_merge(w, plan, tokens.size)
-    torch.testing.assert_close(merged, merge_tokens(w, plan, torch.ones(
-        n, ws * ws)))
+    torch.testing.assert_close(merged,
+                               merge_tokens(w, plan, torch.ones(n, ws * ws)))
     torch.testing.assert_close(
         window_unmerge(merged, tokens.assign, grid, index),
         window_reverse(unmerge_tokens(merged, tokens), grid, index))

@@ -6,5 +6,4 @@
 # proportional attention weights a merged token by the patches it holds.
 _base_ = './swin-t_upernet_8xb2-160k_ade20k-512x512.py'
 
-model = dict(
-    backbone=dict(token_cfg=dict(type='ATME', r=17, prop_attn=True)))
+model = dict(backbone=dict(token_cfg=dict(type='ATME', r=17, prop_attn=True)))

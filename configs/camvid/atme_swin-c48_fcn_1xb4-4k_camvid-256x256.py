@@ -4,5 +4,4 @@
 #   python tools/test.py THIS_CONFIG work_dirs/<baseline>/best_mIoU_*.pth
 _base_ = './swin-c48_fcn_1xb4-4k_camvid-256x256.py'
 
-model = dict(
-    backbone=dict(token_cfg=dict(type='ATME', r=16, prop_attn=True)))
+model = dict(backbone=dict(token_cfg=dict(type='ATME', r=16, prop_attn=True)))

@@ -9,10 +9,10 @@ from mmpretrain.models.backbones import SwinTransformer
 from torch import Tensor
 
 from ...ops import ChannelGate, LayerDims, PruneSpec
-from ...ops.window import METHODS
+from ...ops.window_merge import METHODS
 from ...registry import MODELS
-from ..cdcp import (attention_flops, budget_loss, export_attention,
-                    export_ffn, ffn_flops, soft_width)
+from ..cdcp import (attention_flops, budget_loss, export_attention, export_ffn,
+                    ffn_flops, soft_width)
 from ..layers.swin_block import PrunedSwinBlock
 from .compress_cfg import ChannelCfg, TokenCfg
 
@@ -57,7 +57,7 @@ class PrunedSwinTransformer(SwinTransformer):
             of an input fewer than ``r`` mergeable pairs, every window of
             that block merges as many as the poorest can (for ``ws=7``
             ATME always allows 17, ToMe 24; see
-            :func:`~mmtokenprune.ops.window.max_window_r`). Defaults to
+            :func:`~mmtokenprune.ops.window_merge.max_window_r`). Defaults to
             None.
         channel_cfg (dict, optional): ``spec`` (JSON path or dict of a
             :class:`~mmtokenprune.ops.PruneSpec`) and/or ``type='CDCP'``
@@ -117,8 +117,8 @@ class PrunedSwinTransformer(SwinTransformer):
         ``SwinTransformer`` and ``SwinBlockSequence`` do."""
         stage_cfgs = args['stage_cfgs']
         dpr = [
-            x.item() for x in torch.linspace(0, args['drop_path_rate'],
-                                             self.num_blocks)
+            x.item()
+            for x in torch.linspace(0, args['drop_path_rate'], self.num_blocks)
         ]
         blocks = []
         for i, (depth, stage) in enumerate(zip(self.depths, self.stages)):
@@ -157,9 +157,9 @@ class PrunedSwinTransformer(SwinTransformer):
         for a in block_args:
             head.append(a['embed_dims'] // a['num_heads'])
             ffn.append(
-                a.get('ffn_cfgs', {}).get(
-                    'feedforward_channels',
-                    int(a['embed_dims'] * a.get('ffn_ratio', 4.))))
+                a.get('ffn_cfgs',
+                      {}).get('feedforward_channels',
+                              int(a['embed_dims'] * a.get('ffn_ratio', 4.))))
         return tuple(head), tuple(ffn)
 
     def _merge_r(self, index: int, args: Dict) -> int:
@@ -206,10 +206,11 @@ class PrunedSwinTransformer(SwinTransformer):
             print_log(
                 f'{type(self).__name__}: {index} Swin blocks replaced; '
                 f'{self.token_cfg.describe()}, r per window {rs}; '
-                f'{self.channel_cfg.describe()}', logger='current')
+                f'{self.channel_cfg.describe()}',
+                logger='current')
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
-                              *args, **kwargs):
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args,
+                              **kwargs):
         """Modifications to upstream: its key conversions of old (version
         < 3) checkpoints run for this subclass too (upstream applies them
         only when the class is exactly ``SwinTransformer``)."""
@@ -270,12 +271,15 @@ class PrunedSwinTransformer(SwinTransformer):
             attn, C = block.attn.w_msa, block.attn.w_msa.embed_dims
             h, ffn = attn.num_heads, block.ffn.feedforward_channels
             kept = kept + attention_flops(
-                n_q, C, h, soft_width(attn.qk_gate, attn.qk_dims),
-                soft_width(attn.v_gate, attn.v_dims), keys=n_k)
-            kept = kept + ffn_flops(n_mlp, C,
-                                    soft_width(block.ffn_gate, ffn))
-            full += attention_flops(n_q, C, h, attn.qk_dims, attn.v_dims,
-                                    keys=n_k)
+                n_q,
+                C,
+                h,
+                soft_width(attn.qk_gate, attn.qk_dims),
+                soft_width(attn.v_gate, attn.v_dims),
+                keys=n_k)
+            kept = kept + ffn_flops(n_mlp, C, soft_width(block.ffn_gate, ffn))
+            full += attention_flops(
+                n_q, C, h, attn.qk_dims, attn.v_dims, keys=n_k)
             full += ffn_flops(n_mlp, C, ffn)
         return kept / full
 
@@ -308,12 +312,12 @@ class PrunedSwinTransformer(SwinTransformer):
                 key = f'stages.{i}.blocks.{j}'
                 qk, v, attn = export_attention(block.attn.w_msa)
                 ffn_dims, ffn = export_ffn(block.ffn)
-                state.update(
-                    {f'{key}.attn.w_msa.{k}': t
-                     for k, t in attn.items()})
+                state.update({
+                    f'{key}.attn.w_msa.{k}': t
+                    for k, t in attn.items()
+                })
                 state.update({f'{key}.ffn.{k}': t for k, t in ffn.items()})
-                dims.append(
-                    LayerDims(qk_dims=qk, v_dims=v, ffn_dims=ffn_dims))
+                dims.append(LayerDims(qk_dims=qk, v_dims=v, ffn_dims=ffn_dims))
         arch = dict(
             embed_dims=[s.embed_dims for s in self.stages],
             depths=list(self.depths),

@@ -1,16 +1,15 @@
 """Swin block that merges tokens inside its windows and prunes channels."""
 from typing import Optional, Tuple
 
-import torch
 import torch.utils.checkpoint as cp
 from mmpretrain.models.backbones.swin_transformer import SwinBlock
 from torch import Tensor
 
 from ...ops import ChannelGate, TokenMap
 from ...ops.window import (WindowGrid, region_bias, window_index,
-                           window_labels, window_merge, window_merge_plan,
-                           window_partition, window_reverse,
-                           window_token_counts, window_unmerge)
+                           window_labels, window_partition, window_reverse)
+from ...ops.window_merge import (window_merge, window_merge_plan,
+                                 window_token_counts, window_unmerge)
 from .window_attention import PrunedWindowMSA
 
 __all__ = ['PrunedSwinBlock']
@@ -28,7 +27,7 @@ class PrunedSwinBlock(SwinBlock):
     - With ``merge_r > 0`` the residual stream itself is cut into windows
       (zero padding, cyclic shift), ``merge_r`` tokens of every window are
       merged (``merge_type`` matching of the ``norm1`` features, see
-      :func:`~mmtokenprune.ops.window.window_merge_plan`), attention and
+      :func:`~mmtokenprune.ops.window_merge.window_merge_plan`), attention and
       MLP run on ``ws * ws - merge_r`` tokens per window, and the tokens are
       un-merged and the windows reversed before returning, so the next
       block, the shift and patch merging see an intact grid. Merged tokens
@@ -221,5 +220,4 @@ class PrunedSwinBlock(SwinBlock):
         else:
             xm = xm.view(B, -1, C)
             xm = self.ffn(self.norm2(xm), identity=xm)
-        return window_unmerge(
-            xm.view(BnW, -1, C), tokens.assign, grid, index)
+        return window_unmerge(xm.view(BnW, -1, C), tokens.assign, grid, index)
