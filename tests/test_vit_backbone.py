@@ -68,8 +68,9 @@ def test_cls_token_untouched_by_merging_inputs():
     """Extra tokens never merge: with all patch tokens equal, merging is
     exact and the cls output matches the unmerged model."""
     ref = build(out_type='cls_token')
-    model = build(out_type='cls_token', token_cfg=dict(type='ToMe', r=4,
-                                                         prop_attn=True))
+    model = build(
+        out_type='cls_token', token_cfg=dict(type='ToMe', r=4,
+                                             prop_attn=True))
     with torch.no_grad():
         ref.pos_embed.zero_()
     model.load_state_dict(ref.state_dict())
@@ -126,10 +127,9 @@ def test_with_cp_gives_same_output_and_grads():
 
 def test_no_state_between_forwards():
     """Different resolutions in a row give what fresh models give."""
-    model = build(out_type='featmap', token_cfg=dict(type='ATME',
-                                                      keep_ratio=0.8))
-    fresh = build(out_type='featmap', token_cfg=dict(type='ATME',
-                                                      keep_ratio=0.8))
+    token_cfg = dict(type='ATME', keep_ratio=0.8)
+    model = build(out_type='featmap', token_cfg=token_cfg)
+    fresh = build(out_type='featmap', token_cfg=token_cfg)
     fresh.load_state_dict(model.state_dict())
     small, large = torch.randn(1, 3, 64, 64), torch.randn(1, 3, 128, 96)
     model(small)

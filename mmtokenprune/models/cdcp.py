@@ -7,20 +7,18 @@ activation. Export turns gated modules into the widths of a
 :class:`~mmtokenprune.ops.PruneSpec` and sliced tensors under the same
 state_dict keys.
 """
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..ops import ChannelGate, head_channel_index, slice_linear
+from ..ops import ChannelGate, LayerDims, head_channel_index, slice_linear
 
 __all__ = [
     'attention_flops', 'ffn_flops', 'soft_width', 'export_attention',
-    'export_ffn', 'budget_loss', 'GATE_SUFFIX'
+    'export_ffn', 'export_blocks', 'budget_loss', 'compression_losses'
 ]
-
-GATE_SUFFIX = '.logits'
 
 
 def soft_width(gate: Optional[ChannelGate], full: int):
@@ -49,6 +47,21 @@ def ffn_flops(num_tokens: int, embed_dims: int, ffn_dims):
 def budget_loss(ratio: Tensor, target: float) -> Tensor:
     """Squared excess of the kept FLOPs fraction over ``target``."""
     return (ratio - target).clamp(min=0).pow(2)
+
+
+def compression_losses(flops_ratio: Callable[[], Tensor],
+                       channel_cfg) -> Dict[str, Tensor]:
+    """A backbone's CDCP budget loss (empty without gates).
+
+    Args:
+        flops_ratio (callable): returns the differentiable kept fraction of
+            encoder FLOPs; called only when gated.
+        channel_cfg (ChannelCfg): the backbone's parsed ``channel_cfg``.
+    """
+    if not channel_cfg.gated:
+        return {}
+    loss = budget_loss(flops_ratio(), channel_cfg.flops_target)
+    return dict(loss_cdcp_budget=channel_cfg.loss_weight * loss)
 
 
 def _kept(gate: Optional[ChannelGate], full: int, device) -> Tensor:
@@ -103,3 +116,34 @@ def export_ffn(ffn: nn.Module) -> Tuple[int, Dict[str, Tensor]]:
         out['layers.0.0.bias'] = bias
     out['layers.1.weight'], _ = slice_linear(fc2.weight, None, in_idx=keep)
     return len(keep), out
+
+
+@torch.no_grad()
+def export_blocks(
+    module: nn.Module, blocks: Iterable[Tuple[str, nn.Module, str, nn.Module]]
+) -> Tuple[List[LayerDims], Dict[str, Tensor]]:
+    """Slice every gated block of ``module`` (a backbone).
+
+    Args:
+        module (nn.Module): the backbone; its state_dict is the base.
+        blocks: ``(attn_key, attn, ffn_key, ffn)`` per block, in order, the
+            keys being the modules' names in ``module``.
+
+    Returns:
+        tuple[list[LayerDims], dict]: the widths per block and the
+        state_dict with sliced tensors under the same keys, gates removed.
+    """
+    gates = tuple(f'{name}.' for name, m in module.named_modules()
+                  if isinstance(m, ChannelGate))
+    state = {
+        k: v
+        for k, v in module.state_dict().items() if not k.startswith(gates)
+    }
+    dims = []
+    for attn_key, attn, ffn_key, ffn in blocks:
+        qk, v, attn_state = export_attention(attn)
+        ffn_dims, ffn_state = export_ffn(ffn)
+        state.update({f'{attn_key}.{k}': t for k, t in attn_state.items()})
+        state.update({f'{ffn_key}.{k}': t for k, t in ffn_state.items()})
+        dims.append(LayerDims(qk_dims=qk, v_dims=v, ffn_dims=ffn_dims))
+    return dims, state

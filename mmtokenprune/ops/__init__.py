@@ -8,7 +8,7 @@ from .token_map import MergePlan, TokenMap, merge_tokens, unmerge_tokens
 
 __all__ = [
     'fused_attention', 'ChannelGate', 'gate_mask', 'head_channel_index',
-    'slice_linear', 'atme_level', 'atme_plan', 'plan_from_scores', 'tome_plan', 'LayerDims',
-    'PruneSpec', 'Step', 'parse_schedule', 'MergePlan', 'TokenMap',
-    'merge_tokens', 'unmerge_tokens'
+    'slice_linear', 'atme_level', 'atme_plan', 'plan_from_scores',
+    'tome_plan', 'LayerDims', 'PruneSpec', 'Step', 'parse_schedule',
+    'MergePlan', 'TokenMap', 'merge_tokens', 'unmerge_tokens'
 ]

@@ -128,7 +128,8 @@ def _touching_pairs(tokens: TokenMap, src_pos: Tensor, dst_pos: Tensor,
 
 
 @torch.no_grad()
-def atme_plan(metric: Tensor, tokens: TokenMap, r: int, axis: int) -> MergePlan:
+def atme_plan(metric: Tensor, tokens: TokenMap, r: int,
+              axis: int) -> MergePlan:
     """ATME: asymmetric merging of neighbouring tokens (our reading of CAIT).
 
     Roles: the ``N // 2`` tokens whose anchor coordinate along ``axis`` has

@@ -8,10 +8,10 @@ from mmengine.logging import print_log
 from mmpretrain.models.backbones import SwinTransformer
 from torch import Tensor
 
-from ...ops import ChannelGate, LayerDims, PruneSpec
+from ...ops import PruneSpec
 from ...ops.window_merge import METHODS
 from ...registry import MODELS
-from ..cdcp import (attention_flops, budget_loss, export_attention, export_ffn,
+from ..cdcp import (attention_flops, compression_losses, export_blocks,
                     ffn_flops, soft_width)
 from ..layers.swin_block import PrunedSwinBlock
 from .compress_cfg import ChannelCfg, TokenCfg
@@ -285,10 +285,7 @@ class PrunedSwinTransformer(SwinTransformer):
 
     def compression_losses(self) -> Dict[str, Tensor]:
         """The CDCP budget loss (empty without gates)."""
-        if not self.channel_cfg.gated:
-            return {}
-        loss = budget_loss(self.flops_ratio(), self.channel_cfg.flops_target)
-        return dict(loss_cdcp_budget=self.channel_cfg.loss_weight * loss)
+        return compression_losses(self.flops_ratio, self.channel_cfg)
 
     def export_pruned(self) -> Tuple[PruneSpec, Dict[str, Tensor]]:
         """Slice the gated channels away.
@@ -300,24 +297,13 @@ class PrunedSwinTransformer(SwinTransformer):
             built with ``channel_cfg=dict(spec=spec)`` loads it with
             ``strict=True`` and computes what this model computes in eval.
         """
-        gates = tuple(f'{name}.' for name, m in self.named_modules()
-                      if isinstance(m, ChannelGate))
-        state = {
-            k: v
-            for k, v in self.state_dict().items() if not k.startswith(gates)
-        }
-        dims = []
+        blocks = []
         for i, stage in enumerate(self.stages):
             for j, block in enumerate(stage.blocks):
                 key = f'stages.{i}.blocks.{j}'
-                qk, v, attn = export_attention(block.attn.w_msa)
-                ffn_dims, ffn = export_ffn(block.ffn)
-                state.update({
-                    f'{key}.attn.w_msa.{k}': t
-                    for k, t in attn.items()
-                })
-                state.update({f'{key}.ffn.{k}': t for k, t in ffn.items()})
-                dims.append(LayerDims(qk_dims=qk, v_dims=v, ffn_dims=ffn_dims))
+                blocks.append((f'{key}.attn.w_msa', block.attn.w_msa,
+                               f'{key}.ffn', block.ffn))
+        dims, state = export_blocks(self, blocks)
         arch = dict(
             embed_dims=[s.embed_dims for s in self.stages],
             depths=list(self.depths),

@@ -1,4 +1,4 @@
-"""``PrunedVisionTransformer``: mmpretrain's ViT/DeiT that compresses itself."""
+"""``PrunedVisionTransformer``: mmpretrain's ViT/DeiT, compressing itself."""
 import inspect
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -11,10 +11,10 @@ from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
 from torch import Tensor
 
-from ...ops import ChannelGate, LayerDims, PruneSpec, TokenMap, unmerge_tokens
+from ...ops import PruneSpec, TokenMap, unmerge_tokens
 from ...registry import MODELS
-from ..cdcp import (attention_flops, budget_loss, export_attention,
-                    export_ffn, ffn_flops, soft_width)
+from ..cdcp import (attention_flops, compression_losses, export_blocks,
+                    ffn_flops, soft_width)
 from ..layers import PrunedTransformerEncoderLayer
 from .compress_cfg import ChannelCfg, TokenCfg
 
@@ -240,11 +240,7 @@ class PrunedVisionTransformer(VisionTransformer):
 
     def compression_losses(self) -> Dict[str, Tensor]:
         """The CDCP budget loss (empty without gates)."""
-        if not self.channel_cfg.gated:
-            return {}
-        ratio = self.flops_ratio()
-        loss = budget_loss(ratio, self.channel_cfg.flops_target)
-        return dict(loss_cdcp_budget=self.channel_cfg.loss_weight * loss)
+        return compression_losses(self.flops_ratio, self.channel_cfg)
 
     def export_pruned(self) -> Tuple[PruneSpec, Dict[str, Tensor]]:
         """Slice the gated channels away.
@@ -255,19 +251,9 @@ class PrunedVisionTransformer(VisionTransformer):
             with ``channel_cfg=dict(spec=spec)`` loads it with
             ``strict=True`` and computes what this model computes in eval.
         """
-        gates = tuple(f'{name}.' for name, m in self.named_modules()
-                      if isinstance(m, ChannelGate))
-        state = {
-            k: v
-            for k, v in self.state_dict().items() if not k.startswith(gates)
-        }
-        dims = []
-        for i, layer in enumerate(self.layers):
-            qk, v, attn = export_attention(layer.attn)
-            ffn_dims, ffn = export_ffn(layer.ffn)
-            state.update({f'layers.{i}.attn.{k}': t for k, t in attn.items()})
-            state.update({f'layers.{i}.ffn.{k}': t for k, t in ffn.items()})
-            dims.append(LayerDims(qk_dims=qk, v_dims=v, ffn_dims=ffn_dims))
+        dims, state = export_blocks(
+            self, ((f'layers.{i}.attn', layer.attn, f'layers.{i}.ffn',
+                    layer.ffn) for i, layer in enumerate(self.layers)))
         arch = dict(
             embed_dims=self.embed_dims,
             num_layers=self.num_layers,
