@@ -1,10 +1,30 @@
 """Fused attention when Q/K and V keep different widths (CDCP)."""
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ['fused_attention']
+__all__ = ['fused_attention', 'split_qkv']
+
+
+def split_qkv(qkv: Tensor, num_heads: int, qk_dims: int,
+              v_dims: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """Split a ``qkv`` projection laid out ``[q | k | v]``, head by head.
+
+    Args:
+        qkv (Tensor): ``(B, N, num_heads * (2 * qk_dims + v_dims))``.
+
+    Returns:
+        tuple[Tensor, Tensor, Tensor]: ``q``, ``k`` as
+        ``(B, num_heads, N, qk_dims)`` and ``v`` as
+        ``(B, num_heads, N, v_dims)``.
+    """
+    B, N, _ = qkv.shape
+    h = num_heads
+    q, k, v = qkv.split([h * qk_dims, h * qk_dims, h * v_dims], dim=-1)
+    return (q.view(B, N, h, qk_dims).transpose(1, 2),
+            k.view(B, N, h, qk_dims).transpose(1, 2),
+            v.view(B, N, h, v_dims).transpose(1, 2))
 
 
 def fused_attention(q: Tensor,

@@ -5,7 +5,7 @@ import torch.nn as nn
 from mmpretrain.models.utils import MultiheadAttention
 from torch import Tensor
 
-from ...ops import ChannelGate, fused_attention
+from ...ops import ChannelGate, fused_attention, split_qkv
 
 __all__ = ['PrunedMultiheadAttention']
 
@@ -86,11 +86,8 @@ class PrunedMultiheadAttention(MultiheadAttention):
             ``(B, heads, N, qk_dims)``.
         """
         B, N, _ = x.shape
-        h, dqk, dv = self.num_heads, self.qk_dims, self.v_dims
-        q, k, v = self.qkv(x).split([h * dqk, h * dqk, h * dv], dim=-1)
-        q = q.view(B, N, h, dqk).transpose(1, 2)
-        k = k.view(B, N, h, dqk).transpose(1, 2)
-        v = v.view(B, N, h, dv).transpose(1, 2)
+        h, dv = self.num_heads, self.v_dims
+        q, k, v = split_qkv(self.qkv(x), h, self.qk_dims, dv)
         if self.qk_gate is not None:
             q, k = self.qk_gate(q), self.qk_gate(k)  # k: reducers match on it
             v = self.v_gate(v)

@@ -5,7 +5,7 @@ import torch.nn as nn
 from mmpretrain.models.utils import WindowMSA
 from torch import Tensor
 
-from ...ops import ChannelGate, fused_attention
+from ...ops import ChannelGate, fused_attention, split_qkv
 
 __all__ = ['PrunedWindowMSA']
 
@@ -111,11 +111,8 @@ class PrunedWindowMSA(WindowMSA):
             Tensor: ``(B * nW, N, C)``.
         """
         BnW, N, _ = x.shape
-        h, dqk, dv = self.num_heads, self.qk_dims, self.v_dims
-        q, k, v = self.qkv(x).split([h * dqk, h * dqk, h * dv], dim=-1)
-        q = q.view(BnW, N, h, dqk).transpose(1, 2)
-        k = k.view(BnW, N, h, dqk).transpose(1, 2)
-        v = v.view(BnW, N, h, dv).transpose(1, 2)
+        h, dv = self.num_heads, self.v_dims
+        q, k, v = split_qkv(self.qkv(x), h, self.qk_dims, dv)
         if self.qk_gate is not None:
             q = self.qk_gate(q)  # a 0/1 mask: q*m . k == q*m . k*m
             v = self.v_gate(v)
