@@ -14,10 +14,11 @@ Setting strings (parts joined by ``+``; see mmtokenprune/analysis/sweep.py):
 
 Examples:
     python tools/analysis/sweep.py \\
-        configs/camvid/deit-t16_fcn_1xb4-4k_camvid-256x256.py \\
-        work_dirs/camvid_deit-t16_baseline/best_mIoU_iter_4000.pth \\
+        configs/camvid/deit-t16_fcn_1xb4-2k_camvid-256x256.py \\
+        work_dirs/camvid_deit-t16_2k/iter_2000.pth \\
         --out work_dirs/sweep_camvid \\
-        --settings baseline ATME:keep_ratio=0.9 ToMe:keep_ratio=0.9
+        --threads 1 --clock cpu --settings baseline \\
+        ATME:keep_ratio=0.75,layers=0/3 ToMe:keep_ratio=0.75,layers=0/3
 """
 import argparse
 import os.path as osp

@@ -8,10 +8,10 @@ the image regions that one token stands for after that layer.
 
 Examples:
     python tools/analysis/visualize_merge.py \\
-        configs/camvid/deit-t16_fcn_1xb4-4k_camvid-256x256.py \\
-        work_dirs/camvid_deit-t16_baseline/best_mIoU_iter_4000.pth \\
+        configs/camvid/deit-t16_fcn_1xb4-2k_camvid-256x256.py \\
+        work_dirs/camvid_deit-t16_2k/iter_2000.pth \\
         ../shared/data/camvid/images/val/0016E5_07965.png \\
-        --setting ATME:keep_ratio=0.9 --layers 2 5 8 10 --out-dir vis/
+        --setting ATME:keep_ratio=0.75,layers=0/3 --layers 0 3 --out-dir vis/
 """
 import argparse
 import math
@@ -101,9 +101,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('images', nargs='+', help='RGB image files')
     parser.add_argument(
         '--setting',
-        default='ATME:keep_ratio=0.9',
+        default='ATME:keep_ratio=0.75,layers=0/3',
         help='token reducer, in the sweep grammar')
-    parser.add_argument('--layers', type=int, nargs='+', default=[2, 5, 8, 10])
+    parser.add_argument(
+        '--layers',
+        type=int,
+        nargs='+',
+        default=[0, 3],
+        help='layers after which to draw (0-based; default: the merging '
+        'layers of the default setting)')
     parser.add_argument(
         '--fill',
         type=float,
