@@ -1,6 +1,5 @@
 """tools/analysis/sweep.py on a tiny synthetic CamVid and a tiny model."""
 import csv
-import importlib.util
 import os.path as osp
 
 import pytest
@@ -8,33 +7,16 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 from PIL import Image
-from test_tools import tiny_seg_config
+from test_tools import PLAIN_BACKBONE as BACKBONE
+from test_tools import load_tool, tiny_seg_config
 
 import mmtokenprune.analysis.sweep as sweep_mod
 from mmtokenprune.analysis.sweep import parse_setting
 from mmtokenprune.ops import ChannelGate
 from mmtokenprune.utils.export import export_checkpoint
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLASSES = ('Sky', 'Building', 'Pole', 'Road', 'Pavement', 'Tree', 'SignSymbol',
            'Fence', 'Car', 'Pedestrian', 'Bicyclist')
-BACKBONE = dict(
-    type='mmtokenprune.PrunedVisionTransformer',
-    arch=dict(
-        embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
-    img_size=64,
-    patch_size=16,
-    out_type='featmap',
-    out_indices=(1, ),
-    init_cfg=None)
-
-
-def load_sweep_tool():
-    path = osp.join(REPO, 'tools', 'analysis', 'sweep.py')
-    spec = importlib.util.spec_from_file_location('_tools_sweep', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -72,7 +54,7 @@ def test_sweep_columns_plot_and_resume(trained, tmp_path, monkeypatch):
         '48', '64', '--batch-sizes', '1', '2', '--repeats', '1', '--warmup',
         '0', '--no-progress'
     ]
-    tool = load_sweep_tool()
+    tool = load_tool('analysis/sweep')
     table = tool.main(argv)
     with open(osp.join(out, 'sweep.csv'), newline='') as f:
         rows = list(csv.DictReader(f))
@@ -150,7 +132,7 @@ def test_bad_setting_names_the_key(text, match):
 
 
 def test_bad_setting_fails_before_any_work(tmp_path):
-    tool = load_sweep_tool()
+    tool = load_tool('analysis/sweep')
     with pytest.raises(ValueError, match='keep_ratoi'):
         tool.main([
             '/no/config.py', '/no/ckpt.pth', '--out',
@@ -162,7 +144,7 @@ def test_bad_setting_fails_before_any_work(tmp_path):
 
 def test_bad_reducer_value_names_token_cfg(trained, tmp_path):
     config, ckpt, _ = trained
-    tool = load_sweep_tool()
+    tool = load_tool('analysis/sweep')
     with pytest.raises(ValueError, match='token_cfg'):
         tool.main([
             config, ckpt, '--out',

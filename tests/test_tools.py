@@ -20,12 +20,9 @@ from mmtokenprune.utils.launch import (base_parser, enable_amp, load_config,
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CAMVID_BASE = osp.join(REPO, 'configs', '_base_', 'datasets', 'camvid.py')
 
-# The one place that names the backbone of the tiny model: ours, merging
-# tokens and gating channels, so training exercises the budget loss too.
-BACKBONE = dict(
+# The tiny backbone every tool test builds on (32 output channels).
+PLAIN_BACKBONE = dict(
     type='mmtokenprune.PrunedVisionTransformer',
-    token_cfg=dict(type='ATME', keep_ratio=0.8),
-    channel_cfg=dict(type='CDCP', flops_target=0.5),
     arch=dict(
         embed_dims=32, num_layers=2, num_heads=2, feedforward_channels=64),
     img_size=64,
@@ -33,6 +30,11 @@ BACKBONE = dict(
     out_type='featmap',
     out_indices=(1, ),
     init_cfg=None)
+# Merging tokens and gating channels, so training exercises the budget loss.
+BACKBONE = dict(
+    PLAIN_BACKBONE,
+    token_cfg=dict(type='ATME', keep_ratio=0.8),
+    channel_cfg=dict(type='CDCP', flops_target=0.5))
 
 
 def tiny_seg_config(data_root: str, backbone: dict = BACKBONE) -> str:
@@ -102,9 +104,11 @@ env_cfg = dict(cudnn_benchmark=False)
 
 
 def load_tool(name: str):
-    """Import ``tools/<name>.py`` as a module (tools/ is no package)."""
+    """Import ``tools/<name>.py`` as a module (tools/ is no package);
+    ``name`` may have a folder, e.g. ``'analysis/sweep'``."""
     path = osp.join(REPO, 'tools', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(f'_tools_{name}', path)
+    spec = importlib.util.spec_from_file_location(
+        '_tools_' + name.replace('/', '_'), path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
