@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Re-runs every training, sweep and figure behind docs/results.md.
+#
+#   bash tools/reproduce_results.sh [STAGE ...]     # default: all, in order
+#
+# Stages (each needs the ones before it, except cifar10):
+#   baseline      CamVid DeiT-T + FCN from scratch, 4k iterations
+#   trainingfree  ATME/ToMe sweep on the baseline; merge-region figures
+#   finetune      ATME+CDCP fine-tune (1k), export; unpruned 1k control; sweep
+#   cifar10       CIFAR-10 classifier (600 it), CDCP fine-tune (300 it), export, sweep
+#   transfer      CamVid from the CIFAR-10 export vs the same model from scratch; sweep
+#
+# Outputs go under $WORK (default work_dirs/); each command's wall time is
+# printed. Latency uses one torch thread and process CPU time, robust to
+# other jobs on the machine (see docs/results.md, "How latency was measured").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+W=${WORK:-work_dirs}
+SWEEP_OPTS=(--repeats 7 --warmup 1 --threads 1 --clock cpu)
+ATME_DEFAULT='ATME:keep_ratio=0.75,layers=0/3'  # configs/_base_/compress/atme.py
+
+SEG_CFG=configs/camvid/deit-t16_fcn_1xb4-4k_camvid-256x256.py
+BASE=$W/camvid_deit-t16_4k/iter_4000.pth
+FT_CFG=configs/camvid/atme-cdcp_deit-t16_fcn_1xb4-1k_camvid-256x256.py
+CTRL_CFG=configs/camvid/deit-t16_fcn_1xb4-1k-ft_camvid-256x256.py
+FT=$W/camvid_atme-cdcp_1k
+CTRL=$W/camvid_ft-control_1k
+
+CLS_CFG=configs/cifar10/deit-t16_1xb64-600it_cifar10-128px.py
+CLS_FT_CFG=configs/cifar10/atme-cdcp_deit-t16_1xb64-300it_cifar10-128px.py
+CLS=$W/cifar10_600it
+CLS_FT=$W/cifar10_atme-cdcp_300it
+TRANSFER_CFG=configs/camvid/transfer-cifar10_deit-t16_fcn_1xb4-1k_camvid-256x256.py
+SCRATCH_CFG=configs/camvid/transfer-scratch_deit-t16_fcn_1xb4-1k_camvid-256x256.py
+
+run() {
+    local start=$SECONDS
+    echo "[reproduce] $(date -u +%H:%M:%S) UTC: $*"
+    "$@"
+    echo "[reproduce] $(date -u +%H:%M:%S) UTC: done in $((SECONDS - start)) s"
+}
+
+need() {
+    [[ -f $1 ]] || { echo "[reproduce] missing $1: run stage '$2' first" >&2; exit 1; }
+}
+
+stage_baseline() {
+    run python tools/train.py $SEG_CFG --work-dir $W/camvid_deit-t16_4k
+}
+
+stage_trainingfree() {
+    need $BASE baseline
+    local settings=(baseline)
+    for s in "keep_ratio=0.75,layers=0/3" "keep_ratio=0.9" \
+             "keep_ratio=0.85,layers=0/3" "keep_ratio=0.6,layers=0/3" \
+             "keep_ratio=0.5,layers=0/3"; do
+        settings+=("ATME:$s" "ToMe:$s")
+    done
+    run python tools/analysis/sweep.py $SEG_CFG $BASE "${SWEEP_OPTS[@]}" \
+        --out $W/sweep_camvid_trainingfree --settings "${settings[@]}"
+    for reducer in ATME ToMe; do
+        run python tools/analysis/visualize_merge.py $SEG_CFG $BASE \
+            ../shared/data/camvid/images/val/0016E5_07965.png --dpi 80 \
+            --setting "$reducer:keep_ratio=0.75,layers=0/3" --layers 0 3 \
+            --out-dir $W/vis_4k/$reducer
+    done
+}
+
+stage_finetune() {
+    need $BASE baseline
+    run python tools/init_cdcp_gates.py $FT_CFG $BASE --out $FT/init_gates.pth
+    run python tools/export_pruned.py $FT_CFG $FT/init_gates.pth --out-dir $FT/init_export
+    run python tools/train.py $FT_CFG --work-dir $FT \
+        --cfg-options load_from=$FT/init_gates.pth
+    run python tools/export_pruned.py $FT_CFG $FT/iter_1000.pth --out-dir $FT/export
+    run python tools/train.py $CTRL_CFG --work-dir $CTRL --cfg-options load_from=$BASE
+    run python tools/analysis/sweep.py $SEG_CFG $BASE "${SWEEP_OPTS[@]}" \
+        --out $W/sweep_camvid_finetuned --settings baseline \
+        "ckpt=$CTRL/iter_1000.pth" \
+        "$ATME_DEFAULT+spec=$FT/export/prune_spec.json" \
+        "spec=$FT/export/prune_spec.json" \
+        "$ATME_DEFAULT+ckpt=$CTRL/iter_1000.pth" \
+        "$ATME_DEFAULT+spec=$FT/init_export/prune_spec.json"
+}
+
+stage_cifar10() {
+    [[ -d data/cifar10 ]] || run python tools/prepare_cifar10.py
+    run python tools/train.py $CLS_CFG --work-dir $CLS
+    run python tools/init_cdcp_gates.py $CLS_FT_CFG $CLS/iter_600.pth \
+        --out $CLS_FT/init_gates.pth
+    run python tools/export_pruned.py $CLS_FT_CFG $CLS_FT/init_gates.pth \
+        --out-dir $CLS_FT/init_export
+    run python tools/train.py $CLS_FT_CFG --work-dir $CLS_FT \
+        --cfg-options load_from=$CLS_FT/init_gates.pth
+    run python tools/export_pruned.py $CLS_FT_CFG $CLS_FT/iter_300.pth \
+        --out-dir $CLS_FT/export
+    run python tools/analysis/sweep.py $CLS_CFG $CLS/iter_600.pth "${SWEEP_OPTS[@]}" \
+        --image-size 128 128 --out $W/sweep_cifar10 --settings baseline \
+        "spec=$CLS_FT/init_export/prune_spec.json" \
+        "spec=$CLS_FT/export/prune_spec.json" \
+        "$ATME_DEFAULT+spec=$CLS_FT/export/prune_spec.json"
+}
+
+stage_transfer() {
+    need $BASE baseline
+    need $CLS_FT/export/prune_spec.json cifar10
+    local spec=$CLS_FT/export/prune_spec.json
+    run python tools/train.py $TRANSFER_CFG --work-dir $W/camvid_transfer-cifar10_1k \
+        --cfg-options model.backbone.channel_cfg.spec=$spec \
+        model.backbone.init_cfg.checkpoint=$CLS_FT/export/pruned.pth
+    run python tools/train.py $SCRATCH_CFG --work-dir $W/camvid_transfer-scratch_1k \
+        --cfg-options model.backbone.channel_cfg.spec=$spec
+    run python tools/analysis/sweep.py $SEG_CFG $BASE "${SWEEP_OPTS[@]}" \
+        --out $W/sweep_camvid_transfer --settings baseline \
+        "spec=$spec,ckpt=$W/camvid_transfer-cifar10_1k/iter_1000.pth" \
+        "spec=$spec,ckpt=$W/camvid_transfer-scratch_1k/iter_1000.pth"
+}
+
+stages=("$@")
+[[ ${#stages[@]} -gt 0 ]] || stages=(baseline trainingfree finetune cifar10 transfer)
+for s in "${stages[@]}"; do
+    case $s in
+        baseline|trainingfree|finetune|cifar10|transfer) ;;
+        *) echo "unknown stage '$s'; choose from: baseline trainingfree finetune cifar10 transfer" >&2
+           exit 2 ;;
+    esac
+done
+for s in "${stages[@]}"; do
+    echo "[reproduce] stage $s"
+    "stage_$s"
+done
