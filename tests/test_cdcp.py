@@ -35,11 +35,21 @@ def gated_model(seed=0, **kwargs):
     return model
 
 
-@pytest.mark.parametrize('token_cfg', [None, dict(type='ATME', r=3)])
-def test_gated_equals_exported(token_cfg):
-    model = gated_model(token_cfg=token_cfg)
+# per-layer `layer_cfgs`: a wider MLP than the arch's in layer 0
+WIDE_FIRST = [dict(feedforward_channels=96), {}, {}]
+
+
+@pytest.mark.parametrize('token_cfg,layer_cfgs',
+                         [(None, {}), (dict(type='ATME', r=3), {}),
+                          (None, WIDE_FIRST)])
+def test_gated_equals_exported(token_cfg, layer_cfgs):
+    model = gated_model(token_cfg=token_cfg, layer_cfgs=layer_cfgs)
+    model.layers[0].ffn_gate.logits.data.fill_(3.)  # keeps its whole MLP
     spec, state = model.export_pruned()
-    small = build(channel_cfg=dict(spec=spec.to_dict()), token_cfg=token_cfg)
+    small = build(
+        channel_cfg=dict(spec=spec.to_dict()),
+        token_cfg=token_cfg,
+        layer_cfgs=layer_cfgs)
     small.load_state_dict(state, strict=True)
     x = torch.randn(2, 3, 64, 64)
     for ours, theirs in zip(small(x), model(x)):

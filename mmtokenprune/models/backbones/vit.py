@@ -1,6 +1,6 @@
 """``PrunedVisionTransformer``: mmpretrain's ViT/DeiT, compressing itself."""
 import inspect
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -82,37 +82,22 @@ class PrunedVisionTransformer(VisionTransformer):
         self.token_cfg = TokenCfg.parse(token_cfg, self.num_layers)
         self.channel_cfg = ChannelCfg.parse(channel_cfg)
         self.with_cp = with_cp
-        self.prune_spec = self._load_spec()
-        self._replace_layers(upstream.arguments)
+        layer_args = self._layer_args(upstream.arguments)
+        self.prune_spec = self._load_spec(layer_args)
+        self._replace_layers(layer_args)
         if self.frozen_stages > 0:
             self._freeze_stages()
 
     # ----------------------------------------------------------- building
-    def _unpruned_widths(self) -> Tuple[Sequence[int], Sequence[int]]:
-        head = self.embed_dims // self.arch_settings['num_heads']
-        ffn = self.arch_settings['feedforward_channels']
-        return [head] * self.num_layers, [ffn] * self.num_layers
-
-    def _load_spec(self) -> Optional[PruneSpec]:
-        if self.channel_cfg.spec is None:
-            return None
-        spec = PruneSpec.load(self.channel_cfg.spec)
-        spec.validate(*self._unpruned_widths())
-        return spec
-
-    def _replace_layers(self, args: Dict) -> None:
-        """Rebuild ``self.layers`` as :class:`PrunedTransformerEncoderLayer`.
-
-        Upstream hard-codes its layer class; the replacement gets upstream's
-        per-layer arguments (the same computation as upstream's
-        ``__init__``) plus widths, gates and reducers.
-        """
+    def _layer_args(self, args: Dict) -> List[Dict]:
+        """Upstream's per-layer arguments, ``layer_cfgs`` applied (the same
+        computation as upstream's ``__init__``, which hard-codes its layer
+        class)."""
         layer_cfgs = args['layer_cfgs']
         if isinstance(layer_cfgs, dict):
             layer_cfgs = [layer_cfgs] * self.num_layers
         dpr = np.linspace(0, args['drop_path_rate'], self.num_layers)
-        reducers = self.token_cfg.build_reducers(self.num_extra_tokens)
-        layers = []
+        layer_args = []
         for i in range(self.num_layers):
             cfg = dict(
                 embed_dims=self.embed_dims,
@@ -125,6 +110,31 @@ class PrunedVisionTransformer(VisionTransformer):
                 qkv_bias=args['qkv_bias'],
                 norm_cfg=args['norm_cfg'])
             cfg.update(layer_cfgs[i])
+            layer_args.append(cfg)
+        return layer_args
+
+    @staticmethod
+    def _unpruned_widths(
+            layer_args: List[Dict]) -> Tuple[List[int], List[int]]:
+        """Per-layer channels per head and MLP widths before pruning."""
+        return ([a['embed_dims'] // a['num_heads'] for a in layer_args],
+                [a['feedforward_channels'] for a in layer_args])
+
+    def _load_spec(self, layer_args: List[Dict]) -> Optional[PruneSpec]:
+        if self.channel_cfg.spec is None:
+            return None
+        spec = PruneSpec.load(self.channel_cfg.spec)
+        spec.validate(*self._unpruned_widths(layer_args))
+        return spec
+
+    def _replace_layers(self, layer_args: List[Dict]) -> None:
+        """Rebuild ``self.layers`` as :class:`PrunedTransformerEncoderLayer`
+        from upstream's per-layer arguments plus widths, gates and
+        reducers."""
+        reducers = self.token_cfg.build_reducers(self.num_extra_tokens)
+        layers = []
+        for i, cfg in enumerate(layer_args):
+            cfg = dict(cfg)
             if self.prune_spec is not None:
                 dims = self.prune_spec.layers[i]
                 cfg.update(
@@ -225,9 +235,9 @@ class PrunedVisionTransformer(VisionTransformer):
         """Kept fraction of encoder-layer FLOPs at ``img_size``, with the
         gates' soft widths (differentiable) against this model's widths."""
         kept = full = 0.
-        C, h = self.embed_dims, self.arch_settings['num_heads']
+        C = self.embed_dims
         for layer, (n_attn, n_ffn) in zip(self.layers, self.token_counts()):
-            attn = layer.attn
+            attn, h = layer.attn, layer.attn.num_heads
             kept = kept + attention_flops(
                 n_attn, C, h, soft_width(attn.qk_gate, attn.qk_dims),
                 soft_width(attn.v_gate, attn.v_dims))
