@@ -1,6 +1,7 @@
 """tools/analysis/sweep.py on a tiny synthetic CamVid and a tiny model."""
 import csv
 import os.path as osp
+import shutil
 
 import pytest
 import torch
@@ -103,9 +104,14 @@ def test_sweep_columns_plot_and_resume(trained, tmp_path, monkeypatch):
     assert evaluated == ['sweep_ToMe_keep_ratio=0.9']
     with open(osp.join(out, 'sweep.csv'), newline='') as f:
         assert len(list(csv.DictReader(f))) == len(settings) + 1
-    # Rows timed with another clock are not mixed in.
+    # Rows timed with another clock, or made from another checkpoint, are
+    # not mixed in.
     with pytest.raises(ValueError, match='measured with'):
         tool.main(argv + ['--clock', 'cpu'])
+    other = str(tmp_path / 'other.pth')
+    shutil.copy(ckpt, other)
+    with pytest.raises(ValueError, match="'sweep_checkpoint': '.*tiny.pth'"):
+        tool.main([config, other] + argv[2:])
 
 
 def test_parse_setting_grammar():

@@ -357,9 +357,9 @@ def run_sweep(config: Config,
         image_size (tuple[int, int]): ``(H, W)`` of FLOPs and latency
             inputs. Defaults to CamVid's (360, 480).
         batch_sizes, repeats, warmup, clock: of the latency measurement
-            (see :func:`time_setting`); rows of the CSV measured otherwise
-            (or with another number of torch threads) are not mixed in: a
-            ValueError says so.
+            (see :func:`time_setting`). Rows of the CSV made from another
+            ``checkpoint`` or measured otherwise (or with another number of
+            torch threads) are not mixed in: a ValueError says so.
         on_row (callable, optional): called with all rows after each new
             row (e.g. to redraw the table and the plot).
         progress (bool): show a progress bar over settings.
@@ -375,6 +375,7 @@ def run_sweep(config: Config,
     csv_path = osp.join(out_dir, 'sweep.csv')
     done = read_rows(csv_path)
     how = dict(
+        sweep_checkpoint=checkpoint,
         image_size=f'{image_size[0]}x{image_size[1]}',
         clock=clock,
         threads=torch.get_num_threads(),
@@ -388,7 +389,7 @@ def run_sweep(config: Config,
         if clash:
             raise ValueError(f'{csv_path}: row {text!r} was measured with '
                              f'{clash}, this run with {how}; use another '
-                             'output folder.')
+                             'output folder (--out).')
     ref = None
     for setting in tqdm(parsed, desc='sweep', disable=not progress):
         if setting.text in done:
