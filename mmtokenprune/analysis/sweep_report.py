@@ -70,8 +70,7 @@ def format_markdown(rows: Sequence[Dict], title: str = '') -> str:
     first = rows[0]
     lines += [
         f'Machine: {first.get("device", "?")}; input '
-        f'{first.get("image_size", "?")}; torch threads '
-        f'{_fmt(_num(first, "threads"), 0)}; latency = median ms per forward '
+        f'{first.get("image_size", "?")}; latency = median ms per forward '
         f'of the batch over {_fmt(_num(first, "repeats"), 0)} repeats, '
         f'{_CLOCKS.get(first.get("clock"), "wall-clock")}; speed-up = '
         'latency of the unreduced, unpruned model '
