@@ -13,6 +13,7 @@ from test_tools import load_tool, tiny_seg_config
 
 import mmtokenprune.analysis.sweep as sweep_mod
 from mmtokenprune.analysis.sweep import parse_setting
+from mmtokenprune.analysis.sweep_report import short_label
 from mmtokenprune.ops import ChannelGate
 from mmtokenprune.utils.export import export_checkpoint
 
@@ -112,6 +113,14 @@ def test_sweep_columns_plot_and_resume(trained, tmp_path, monkeypatch):
     shutil.copy(ckpt, other)
     with pytest.raises(ValueError, match="'sweep_checkpoint': '.*tiny.pth'"):
         tool.main([config, other] + argv[2:])
+
+
+def test_plot_labels_keep_the_distinctive_path_parts():
+    assert short_label('ATME:r=2+spec=work_dirs/ft/export/prune_spec.json'
+                       ) == 'ATME:r=2+spec=ft/export'
+    assert short_label('spec=a/b/c/s.json,ckpt=work_dirs/ctrl/iter_9.pth'
+                       ) == 'spec=c/s.json,ckpt=ctrl/iter_9.pth'
+    assert short_label('ToMe:keep_ratio=0.9') == 'ToMe:keep_ratio=0.9'
 
 
 def test_parse_setting_grammar():

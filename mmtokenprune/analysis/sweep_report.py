@@ -116,10 +116,18 @@ def format_markdown(rows: Sequence[Dict], title: str = '') -> str:
 
 
 def short_label(setting: str) -> str:
-    """``setting`` with each path cut to its last two parts (plot labels)."""
-    return re.sub(r'(spec|ckpt)=([^,+]+)',
-                  lambda m: f'{m[1]}=' + '/'.join(m[2].split('/')[-2:]),
-                  setting)
+    """``setting`` with each path cut to its last two folders, or folder and
+    file (plot labels): ``spec=work_dirs/ft/export/prune_spec.json`` ->
+    ``spec=ft/export``, ``ckpt=work_dirs/ft/iter_1000.pth`` ->
+    ``ckpt=ft/iter_1000.pth``."""
+
+    def cut(m):
+        parts = m[2].split('/')
+        if m[1] == 'spec' and parts[-1] == 'prune_spec.json':
+            parts = parts[:-1]
+        return f'{m[1]}=' + '/'.join(parts[-2:])
+
+    return re.sub(r'(spec|ckpt)=([^,+]+)', cut, setting)
 
 
 def pareto_front(points: Sequence[Tuple[float, float]]) -> List[int]:
@@ -178,7 +186,7 @@ def plot_pareto(rows: Sequence[Dict],
                 linewidths=0.5,
                 label=None if is_base else family)
             ax.annotate(
-                r['setting'], (x, y),
+                short_label(r['setting']), (x, y),
                 fontsize=7,
                 xytext=(4, 4),
                 textcoords='offset points')
