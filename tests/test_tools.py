@@ -201,3 +201,27 @@ optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD'))
     cfg.pop('optim_wrapper')
     with pytest.raises(KeyError, match='optim_wrapper'):
         enable_amp(cfg)
+
+
+def test_reproduce_results_checks_stages(tmp_path):
+    """The results script names its stages and what a stage needs first,
+    before running anything."""
+    script = osp.join(REPO, 'tools', 'reproduce_results.sh')
+    env = dict(os.environ, WORK=str(tmp_path))
+
+    def run(*stages):
+        return subprocess.run(['bash', script, *stages],
+                              env=env,
+                              capture_output=True,
+                              text=True,
+                              timeout=60)
+
+    proc = run('baseline', 'finetuning')
+    assert proc.returncode == 2
+    assert "unknown stage 'finetuning'" in proc.stderr
+    assert 'baseline trainingfree finetune cifar10 transfer' in proc.stderr
+    proc = run('finetune')
+    assert proc.returncode == 1
+    assert 'camvid_deit-t16_4k/iter_4000.pth' in proc.stderr
+    assert "run stage 'baseline' first" in proc.stderr
+    assert not os.listdir(tmp_path)
