@@ -14,7 +14,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 __all__ = [
-    'base_parser', 'load_config', 'build_runner', 'enable_amp', 'set_resume'
+    'base_parser', 'load_config', 'propagate_data_root', 'build_runner',
+    'enable_amp', 'set_resume'
 ]
 
 _DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
@@ -70,7 +71,7 @@ def load_config(args: argparse.Namespace) -> Config:
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
         if 'data_root' in args.cfg_options:
-            _propagate_data_root(cfg, args.cfg_options['data_root'])
+            propagate_data_root(cfg, args.cfg_options['data_root'])
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
@@ -79,11 +80,16 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def _propagate_data_root(cfg: Config, data_root: str) -> None:
+def propagate_data_root(cfg: Config, data_root: str) -> None:
     """Copy a ``data_root`` override into the datasets that have one.
 
     Config variables are resolved when a file is read, so overriding the
     top-level ``data_root`` alone would not reach the dataloaders.
+
+    Args:
+        cfg (Config): Config whose train/val/test dataloaders' datasets
+            (and datasets nested in wrappers) are updated in place.
+        data_root (str): The new data folder.
     """
     for key in _DATALOADERS:
         loader = cfg.get(key, None)
