@@ -1,8 +1,11 @@
 """mmtokenprune: token merging/pruning and consistent channel pruning for
-OpenMMLab Vision Transformers."""
-from .compat import apply_compat
-from .version import __version__
+OpenMMLab Vision Transformers.
 
-apply_compat()
+Importing the package has no side effects: ``mmtokenprune.ops`` is pure
+torch, and the environment fixes (:mod:`mmtokenprune.compat`) are applied
+by the modules that enter mm code (``models``, ``datasets``, ``registry``,
+``analysis``, ``utils``).
+"""
+from .version import __version__
 
 __all__ = ['__version__']

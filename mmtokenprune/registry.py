@@ -4,9 +4,18 @@
 mmengine resolves the ``mmtokenprune`` scope to this child of its root
 registry and imports ``mmtokenprune.registry`` on demand, whose
 ``locations`` import the modules that register ``X``.
+
+Importing this module applies the environment fixes
+(:mod:`mmtokenprune.compat`), so code that enters mm through it (e.g.
+``init_default_scope('mmtokenprune')``) has them before mmseg is imported.
+In an mmseg-scoped build of ``type='mmtokenprune.X'`` mmengine imports
+``mmseg.models`` *before* this module, so configs still name
+``mmtokenprune.models`` in ``custom_imports`` (read at ``Config.fromfile``).
 """
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
+
+from .compat import applied  # noqa: F401  (environment fixes first)
 
 MODELS = Registry(
     'model',

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from mmengine.logging import HistoryBuffer
 
-import mmtokenprune  # noqa: F401  (applies the fixes)
 from mmtokenprune import compat
-from mmtokenprune.utils import mmcv_fallback_ops
+from mmtokenprune.compat import applied  # noqa: F401  (applies the fixes)
+from mmtokenprune.compat import mmcv_ops as mmcv_fallback_ops
 
 fallback_only = pytest.mark.skipif(
     compat.mmcv_ops_compiled(), reason='full mmcv: no fallback installed')
@@ -40,7 +40,7 @@ def test_mmseg_models_imports():
 
 
 def test_active_path_is_logged_once_in_a_fresh_interpreter():
-    code = ('import mmtokenprune; from mmtokenprune.compat import '
+    code = ('import mmtokenprune.registry; from mmtokenprune.compat import '
             'apply_compat; apply_compat(); apply_compat(); import mmcv.ops; '
             'print("OPS", mmcv.ops.__name__)')
     proc = subprocess.run([sys.executable, '-c', code],

@@ -14,7 +14,7 @@ weights with ``load_from`` or a ``Pretrained`` ``init_cfg``
 import argparse
 import os.path as osp
 
-import mmtokenprune  # noqa: F401  (environment fixes first)
+import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
 from mmtokenprune.utils.export import export_checkpoint
 
 

@@ -22,7 +22,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
-import mmtokenprune  # noqa: F401  (environment fixes first)
+import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
 from mmtokenprune.analysis.benchmark import build_model
 from mmtokenprune.models.cdcp_init import init_gates_by_magnitude
 

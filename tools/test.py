@@ -8,7 +8,7 @@ import os.path as osp
 
 from mmengine.utils import mkdir_or_exist
 
-import mmtokenprune  # noqa: F401  (environment fixes before anything else)
+import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
 from mmtokenprune.utils.launch import base_parser, build_runner, load_config
 
 

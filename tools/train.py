@@ -4,7 +4,7 @@ Examples:
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
     torchrun --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch
 """
-import mmtokenprune  # noqa: F401  (environment fixes before anything else)
+import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
 from mmtokenprune.utils.launch import (base_parser, build_runner, enable_amp,
                                        load_config, set_resume)
 

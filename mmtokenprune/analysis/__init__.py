@@ -3,6 +3,7 @@ counted), latency, side-by-side benchmarks and merge-region drawings.
 
 Used by ``tools/analysis/benchmark.py`` and ``tools/demo.py``.
 """
+from ..compat import applied  # noqa: F401  (environment fixes first)
 from .flops import count_flops, flop_analyzer, flop_handles, sdpa_flop_jit
 from .latency import (device_name, measure_latency, time_forward,
                       time_interleaved)

@@ -1,4 +1,10 @@
-"""Environment fixes applied once on ``import mmtokenprune``.
+"""Environment fixes, applied where mm code is entered.
+
+``import mmtokenprune`` and ``import mmtokenprune.ops`` change nothing. The
+modules that enter mm code call :func:`apply_compat` before anything else:
+``mmtokenprune.models``, ``mmtokenprune.datasets``,
+``mmtokenprune.registry``, ``mmtokenprune.analysis`` and
+``mmtokenprune.utils`` (the tools' Runner and export helpers).
 
 1. mmcv: check that the installed mmcv is in the range mmseg 1.2.x
    supports. When it has no compiled ops (mmcv-lite), install a small
@@ -9,8 +15,11 @@
 2. torch >= 2.6 loads with ``weights_only=True``: allow-list the few
    globals that mmengine's own checkpoints contain (numpy scalars, arrays
    and dtypes, ``HistoryBuffer``), see
-   :mod:`mmtokenprune.utils.checkpoint_globals`. ``weights_only`` is never
+   :mod:`mmtokenprune.compat.checkpoint_globals`. ``weights_only`` is never
    turned off and ``torch.load`` is not patched.
+
+Distributed training on machines without CUDA is prepared by
+:mod:`mmtokenprune.compat.dist`, called by the tools' ``build_runner``.
 """
 import importlib.util
 import logging
@@ -87,7 +96,7 @@ def _install_mmcv_ops_fallback() -> bool:
         return False
     import mmcv
 
-    from .utils import mmcv_fallback_ops as ops
+    from . import mmcv_ops as ops
     module = types.ModuleType(
         'mmcv.ops', 'Pure-torch stand-in for mmcv.ops installed by '
         'mmtokenprune because mmcv has no compiled ops (mmcv-lite).')
@@ -107,7 +116,7 @@ def _missing_op(name: str):
     """Module ``__getattr__`` of the fallback: fail loudly for real ops."""
     if name.startswith('_'):  # keep hasattr/inspect/IPython probes quiet
         raise AttributeError(f"module 'mmcv.ops' has no attribute {name!r}")
-    from .utils.mmcv_fallback_ops import missing_op_message
+    from .mmcv_ops import missing_op_message
     raise ModuleNotFoundError(missing_op_message(name), name='mmcv._ext')
 
 
@@ -117,7 +126,7 @@ def _allow_checkpoint_globals() -> None:
     add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
     if add_safe_globals is None:  # torch < 2.4 has no weights_only default
         return
-    from .utils.checkpoint_globals import checkpoint_safe_globals
+    from .checkpoint_globals import checkpoint_safe_globals
     add_safe_globals(checkpoint_safe_globals())
 
 
