@@ -13,6 +13,8 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from ..compat.dist import prepare_cpu_distributed
+
 __all__ = [
     'base_parser', 'load_config', 'propagate_data_root', 'build_runner',
     'enable_amp', 'set_resume'
@@ -147,12 +149,22 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
 def build_runner(cfg: Config) -> Runner:
     """Build the Runner, honouring a custom ``runner_type``.
 
+    With ``--launcher pytorch`` on a machine without CUDA it first starts
+    distributed training on CPUs (gloo; see
+    :func:`mmtokenprune.compat.dist.prepare_cpu_distributed`) and logs
+    what it did once through the Runner's logger.
+
     Args:
         cfg (Config): Complete config.
 
     Returns:
         Runner: The built runner.
     """
+    cpu_dist = prepare_cpu_distributed(cfg)
     if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    if cpu_dist is not None:
+        runner.logger.info(cpu_dist)
+    return runner
