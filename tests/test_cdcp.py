@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mmtokenprune.models import PrunedVisionTransformer
+from mmtokenprune.models.cdcp import budget_loss, ffn_gate
 from mmtokenprune.ops import ChannelGate, PruneSpec
 
 TINY = dict(
@@ -44,7 +45,7 @@ WIDE_FIRST = [dict(feedforward_channels=96), {}, {}]
                           (None, WIDE_FIRST)])
 def test_gated_equals_exported(token_cfg, layer_cfgs):
     model = gated_model(token_cfg=token_cfg, layer_cfgs=layer_cfgs)
-    model.layers[0].ffn_gate.logits.data.fill_(3.)  # keeps its whole MLP
+    ffn_gate(model.layers[0].ffn).logits.data.fill_(3.)  # keeps its whole MLP
     spec, state = model.export_pruned()
     small = build(
         channel_cfg=dict(spec=spec.to_dict()),
@@ -130,7 +131,12 @@ def test_budget_loss_pushes_gates_down():
         model.compression_losses()['loss_cdcp_budget'].backward()
         opt.step()
     assert float(model.flops_ratio()) < before
-    assert model.compression_losses()['loss_cdcp_budget'] >= 0
+
+
+def test_budget_loss_is_the_squared_excess_only():
+    ratio = torch.tensor([0.9, 0.7, 0.5])
+    torch.testing.assert_close(
+        budget_loss(ratio, 0.7), torch.tensor([0.04, 0., 0.]))
     assert build().compression_losses() == {}
 
 
@@ -147,3 +153,44 @@ def test_spec_that_does_not_fit_names_the_key():
         build(channel_cfg=dict(spec=short))
     with pytest.raises(ValueError, match='needs `arch` and `layers`'):
         PruneSpec.load({'layers': [{'qk': 1}]})
+
+
+@pytest.mark.parametrize('segmentor', ['EncoderDecoder',
+                                       'mmtokenprune.PrunedEncoderDecoder'])
+def test_gates_train_only_where_the_budget_loss_is_added(segmentor):
+    """A CDCP config that forgets the Pruned* segmentor would train its
+    gates without the budget loss; the backbone refuses that by name."""
+    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    init_default_scope('mmseg')
+    model = MODELS.build(
+        dict(
+            type=segmentor,
+            backbone=dict(
+                TINY,
+                type='mmtokenprune.PrunedVisionTransformer',
+                out_type='featmap',
+                channel_cfg=dict(type='CDCP')),
+            decode_head=dict(
+                type='FCNHead',
+                in_channels=32,
+                channels=16,
+                num_convs=1,
+                num_classes=3,
+                norm_cfg=dict(type='BN'))))
+    model.train()
+    sample = SegDataSample(
+        gt_sem_seg=PixelData(data=torch.randint(0, 3, (1, 64, 64))),
+        metainfo=dict(img_shape=(64, 64), pad_shape=(64, 64)))
+    inputs = torch.randn(2, 3, 64, 64)
+    if segmentor == 'EncoderDecoder':
+        with pytest.raises(RuntimeError,
+                           match='PrunedEncoderDecoder.*PrunedImageClassi'):
+            model.loss(inputs, [sample, sample])
+        with torch.no_grad():  # inference is fine
+            model.eval()
+            assert model(inputs, mode='tensor').shape[:2] == (2, 3)
+    else:
+        losses = model.loss(inputs, [sample, sample])
+        assert losses['loss_cdcp_budget'].requires_grad

@@ -5,7 +5,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
 from mmtokenprune.ops import ChannelGate, PruneSpec
-from mmtokenprune.utils.export import export_checkpoint
+from mmtokenprune.models.cdcp import export_checkpoint
 
 ARCH = dict(embed_dims=32, num_layers=3, num_heads=2, feedforward_channels=64)
 BACKBONE = dict(

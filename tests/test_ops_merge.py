@@ -146,11 +146,10 @@ def test_atme_level_follows_token_count():
     assert atme_level(64, 1024) == 2
 
 
-def test_plans_carry_no_gradient_but_merge_does():
+def test_gradients_flow_through_merging():
     x = torch.randn(2, 16, 4, requires_grad=True)
     tokens = TokenMap.identity(2, (4, 4))
     plan = atme_plan(x, tokens, 4, axis=1)
-    assert not plan.old2new.requires_grad
     merge_tokens(x, plan, tokens.size).sum().backward()
     # every input reaches the output; each output's weights sum to one
     assert (x.grad > 0).all()

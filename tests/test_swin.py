@@ -76,7 +76,7 @@ def test_old_checkpoint_keys_are_converted():
     assert torch.all(old.norm3.weight == 2.)
 
 
-def test_windowed_path_without_merging_equals_upstream_block():
+def test_merge_path_at_r0_equals_the_plain_window_path():
     _, model = _pair()
     for block in model.blocks()[:4]:  # shift and no shift, 2 widths
         C = block.attn.w_msa.embed_dims
@@ -148,6 +148,7 @@ def test_gradients_flow_and_checkpointing_matches(with_cp):
     _, model = _pair(
         token_cfg=ATME, channel_cfg=dict(type='CDCP'), with_cp=with_cp)
     _, plain = _pair(token_cfg=ATME, channel_cfg=dict(type='CDCP'))
+    model.loss_owner = plain.loss_owner = 'this test'  # adds the budget
     model.train()
     plain.train()
     x = torch.randn(2, 3, 45, 61)
@@ -269,7 +270,7 @@ def test_window_grid_follows_upstream_shift_rules():
 
 
 def test_magnitude_gates_reach_the_budget_and_export():
-    from mmtokenprune.models.cdcp_init import init_gates_by_magnitude
+    from mmtokenprune.models.cdcp import init_gates_by_magnitude
     _, gated = _pair(token_cfg=ATME, channel_cfg=dict(type='CDCP'))
     info = init_gates_by_magnitude(gated, 0.7)
     assert info['flops_ratio'] == pytest.approx(0.7, abs=0.08)

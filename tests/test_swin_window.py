@@ -1,17 +1,24 @@
-"""Window layout and in-window merging ops (mmtokenprune.ops.window*)."""
+"""Window layout and in-window merging (mmtokenprune.ops.window*, and the
+window half of the ATME and ToMe reducers)."""
 import pytest
 import torch
 from mmpretrain.models.utils import ShiftWindowMSA
 
+from mmtokenprune.models.reducers import ATME, ToMe
 from mmtokenprune.ops import (TokenMap, atme_plan, merge_tokens, tome_plan,
                               unmerge_tokens)
+from mmtokenprune.ops.schedule import Step
 from mmtokenprune.ops.window import (WindowGrid, region_bias, window_index,
                                      window_labels, window_partition,
                                      window_reverse)
-from mmtokenprune.ops.window_merge import (max_window_r, window_capacity,
-                                           window_merge, window_merge_plan,
-                                           window_roles, window_token_counts,
+from mmtokenprune.ops.window_merge import (window_capacity, window_merge,
                                            window_unmerge)
+
+
+def _reducer(method, axis=1):
+    """A reducer of ``method`` whose layer pairs along ``axis``."""
+    cls = dict(ATME=ATME, ToMe=ToMe)[method]
+    return cls(Step(r=1), index=0 if axis == 1 else 1)
 
 GRIDS = [((8, 8), 4, 0), ((8, 8), 4, 2), ((9, 6), 4, 2), ((13, 10), 7, 3),
          ((7, 7), 7, 3), ((15, 5), 7, 0)]
@@ -52,18 +59,16 @@ def test_labels_give_upstream_shift_mask_and_padding(hw, ws, shift):
 
 def test_roles_split_window_in_halves():
     for ws, method in ((7, 'ToMe'), (7, 'ATME'), (4, 'ToMe'), (4, 'ATME')):
-        src, dst, _ = window_roles(ws, method, axis=1)
+        src, dst = _reducer(method).window_roles(ws)
         assert torch.equal(
             torch.cat([src, dst]).sort().values, torch.arange(ws * ws))
         assert len(dst) >= ws * ws // 2
-    with pytest.raises(ValueError, match='ATME.*ToMe.*TPS'):
-        window_roles(7, 'TPS')
 
 
 @pytest.mark.parametrize('axis', [0, 1])
 def test_atme_on_intact_window_equals_atme_plan(axis):
     metric = torch.randn(6, 49, 8)
-    plan = window_merge_plan(metric, 12, 'ATME', axis)
+    plan = _reducer('ATME', axis).window_plan(metric, 12)
     ref = atme_plan(metric, TokenMap.identity(6, (7, 7)), 12, axis)
     assert torch.equal(plan.old2new, ref.old2new)
     assert torch.equal(plan.keep_idx, ref.keep_idx)
@@ -71,7 +76,7 @@ def test_atme_on_intact_window_equals_atme_plan(axis):
 
 def test_tome_on_odd_window_equals_tome_plan():
     metric = torch.randn(6, 49, 8)
-    plan = window_merge_plan(metric, 20, 'ToMe')
+    plan = _reducer('ToMe').window_plan(metric, 20)
     ref = tome_plan(metric, 20)
     assert torch.equal(plan.old2new, ref.old2new)
 
@@ -82,9 +87,9 @@ def test_merge_invariants(method, hw, ws, shift):
     grid = WindowGrid(hw, ws, shift)
     labels = window_labels(grid)
     B, N = 2, ws * ws
-    r = min(max_window_r(ws, method, 1, shift), N // 2)
+    r = min(_reducer(method).max_window_r(ws, shift), N // 2)
     metric = torch.randn(B * grid.num_windows, N, 6)
-    plan = window_merge_plan(metric, r, method, 1, labels)
+    plan = _reducer(method).window_plan(metric, r, labels)
     tokens = TokenMap.identity(B * grid.num_windows, (ws, ws)).apply(plan)
     # sizes sum to the window area, r tokens gone from every window
     assert tokens.size.shape == (B * grid.num_windows, N - r)
@@ -102,7 +107,7 @@ def test_padding_merges_first():
     labels = window_labels(grid)
     real = labels % 2 == 0
     metric = torch.randn(grid.num_windows, 16, 4) * real.unsqueeze(-1)
-    plan = window_merge_plan(metric, 4, 'ToMe', 1, labels)
+    plan = _reducer('ToMe', 1).window_plan(metric, 4, labels)
     tokens = TokenMap.identity(4, (4, 4)).apply(plan)
     per_token = torch.zeros(4, 12).scatter_add_(1, tokens.assign, real.float())
     # window 0 has no padding and merges real tokens; windows 1-3 have 12,
@@ -117,7 +122,7 @@ def test_unmerge_of_duplicates_is_identity(method):
     grid = WindowGrid((9, 6), 4, 2)
     labels = window_labels(grid)
     n = 2 * grid.num_windows
-    plan = window_merge_plan(torch.randn(n, 16, 4), 4, method, 0, labels)
+    plan = _reducer(method, 0).window_plan(torch.randn(n, 16, 4), 4, labels)
     tokens = TokenMap.identity(n, (4, 4)).apply(plan)
     # every merged group holds copies of one feature
     x = unmerge_tokens(torch.randn(n, 12, 8), tokens)
@@ -126,10 +131,10 @@ def test_unmerge_of_duplicates_is_identity(method):
 
 
 def test_max_window_r_values():
-    assert max_window_r(7, 'ToMe', 1, 3) == 24
-    assert max_window_r(7, 'ATME', 1, 3) == 17
-    assert max_window_r(7, 'ATME', 0, 0) == 18
-    assert max_window_r(4, 'ATME', 1, 2) == 4
+    assert _reducer('ToMe').max_window_r(7, 3) == 24
+    assert _reducer('ATME').max_window_r(7, 3) == 17
+    assert _reducer('ATME', 0).max_window_r(7, 0) == 18
+    assert _reducer('ATME').max_window_r(4, 2) == 4
 
 
 @pytest.mark.parametrize('hw,ws,shift', GRIDS[2:4])
@@ -139,7 +144,7 @@ def test_fast_merge_and_unmerge_equal_token_map_ops(hw, ws, shift):
     x = torch.randn(2, hw[0] * hw[1], 6)
     w = window_partition(x, grid, index)
     n = w.shape[0]
-    plan = window_merge_plan(w, 5, 'ToMe', 1, window_labels(grid))
+    plan = _reducer('ToMe', 1).window_plan(w, 5, window_labels(grid))
     tokens = TokenMap.identity(n, (ws, ws)).apply(plan)
     merged = window_merge(w, plan, tokens.size)
     torch.testing.assert_close(merged,
@@ -154,11 +159,12 @@ def test_r_is_capped_by_the_layout():
     # sources) has no padding destination, so at most 17 of 24 merge
     grid = WindowGrid((14, 13), 7, 3)
     labels = window_labels(grid)
-    assert window_capacity(labels, 'ATME', 1) == 17
+    atme = _reducer('ATME')
+    assert window_capacity(labels, *atme.window_roles(7)) == 17
     metric = torch.randn(2 * grid.num_windows, 49, 4)
-    plan = window_merge_plan(metric, 20, 'ATME', 1, labels)
+    plan = _reducer('ATME', 1).window_plan(metric, 20, labels)
     assert plan.num_out == 49 - 17
-    assert window_token_counts(labels, 20, 'ATME', 1)[0] == 17
+    assert atme.window_token_counts(labels, 20)[0] == 17
     # without padding and shift the same r is merged as asked
-    plan = window_merge_plan(metric, 20, 'ATME', 1, None)
+    plan = _reducer('ATME', 1).window_plan(metric, 20, None)
     assert plan.num_out == 29

@@ -95,6 +95,7 @@ def test_gradients_reach_every_parameter():
         out_type='featmap',
         token_cfg=ATME,
         channel_cfg=dict(type='CDCP', flops_target=0.5))
+    model.loss_owner = 'this test'  # adds the budget loss below
     model.train()
     out = model(torch.randn(2, 3, 64, 64))
     loss = sum(o.square().mean() for o in out)
@@ -142,7 +143,7 @@ def test_no_state_between_forwards():
 def test_merging_reduces_tokens_per_layer():
     model = build(token_cfg=dict(type='ATME', r=[4, 3], layers=[0, 2]))
     counts = model.token_counts()
-    assert counts == [(17, 13), (13, 13), (13, 10), (10, 10)]
+    assert counts == [(17, 17, 13), (13, 13, 13), (13, 13, 10), (10, 10, 10)]
     maps = model.token_maps(torch.randn(1, 3, 64, 64))
     assert [m.num_tokens for m in maps] == [12, 12, 9, 9]
 
@@ -167,12 +168,38 @@ def test_bad_config_names_the_key(kwargs, match):
         build(**kwargs)
 
 
-def test_unknown_arch_is_reported():
-    with pytest.raises(AssertionError, match='deit-huge'):
-        PrunedVisionTransformer(arch='deit-huge')
-
-
 def test_r_too_large_for_the_grid_is_reported():
     model = build(token_cfg=dict(type='ATME', r=9))
     with pytest.raises(ValueError, match=r'token_cfg.*r=9.*at most half'):
         model(torch.randn(1, 3, 64, 64))
+
+
+@pytest.mark.parametrize('token_cfg', [
+    dict(type='ATME', r=6, layers=[0, 1, 2]),
+    dict(type='ToMe', r=6, layers=[0, 1, 2])
+])
+def test_unmerged_maps_equal_the_unmerged_model_on_duplicated_patches(
+        token_cfg):
+    """The ViT twin of Swin's value-level test: when every merged token
+    stands for identical patches, proportional attention makes merging
+    exact, so the un-merged feature maps equal the unmerged model's at
+    every position (a wrong or blurred un-merge cannot pass)."""
+    torch.manual_seed(0)
+    ref = build(out_type='featmap', out_indices=(1, 2, 3))
+    model = build(out_type='featmap', out_indices=(1, 2, 3),
+                  token_cfg=dict(token_cfg, prop_attn=True))
+    model.load_state_dict(ref.state_dict())
+    for m in (ref, model):
+        m.pos_embed.data.zero_()  # identical patches -> identical tokens
+    # 8 x 8 patches in 2 x 2 blocks of one random patch each: 16 regions
+    patches = torch.randn(2, 3, 4, 4, 16, 16)
+    x = patches.repeat_interleave(2, 2).repeat_interleave(2, 3)
+    x = x.permute(0, 1, 2, 4, 3, 5).reshape(2, 3, 128, 128)
+    with torch.no_grad():
+        maps = model.token_maps(x)
+        outs, refs = model(x), ref(x)
+    assert [m.num_tokens for m in maps[:3]] == [58, 52, 46]
+    for ours, theirs in zip(outs, refs):
+        assert ours.shape == theirs.shape == (2, 32, 8, 8)
+        assert theirs.std(dim=(2, 3)).min() > 0.1  # maps vary in space
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)

@@ -15,7 +15,7 @@ import argparse
 import os.path as osp
 
 import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
-from mmtokenprune.utils.export import export_checkpoint
+from mmtokenprune.models.cdcp import export_checkpoint
 
 
 def main(argv=None):

@@ -3,7 +3,7 @@ weight magnitudes.
 
 Builds the gated config, loads the unpruned checkpoint (every key but the
 gate logits must match), sets the gates with
-:func:`~mmtokenprune.models.cdcp_init.init_gates_by_magnitude` at the
+:func:`~mmtokenprune.models.cdcp.init_gates_by_magnitude` at the
 config's ``channel_cfg.flops_target`` and saves a checkpoint to fine-tune
 from (``--cfg-options load_from=OUT``). Small ``--margin`` logits leave the
 gates trainable.
@@ -24,7 +24,7 @@ from mmengine.runner import load_checkpoint
 
 import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
 from mmtokenprune.analysis.benchmark import build_model
-from mmtokenprune.models.cdcp_init import init_gates_by_magnitude
+from mmtokenprune.models.cdcp import init_gates_by_magnitude
 
 
 def main(argv=None):

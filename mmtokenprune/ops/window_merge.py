@@ -1,11 +1,12 @@
 """Token merging inside Swin attention windows; the ``(H, W)`` grid survives.
 
 After window partition the tokens are a batch of small grids,
-``(B * nW, ws * ws, C)``, so each window is merged on its own with the
-matching of :mod:`.matching` (``r`` tokens per window, the same ``r`` in
-every window so a batch has one shape) and un-merged with
-:func:`~.token_map.unmerge_tokens` after the block: shifted windows,
-padding and patch merging always see an intact grid.
+``(B * nW, ws * ws, C)``, so each window is merged on its own (``r`` tokens
+per window, the same ``r`` in every window so a batch has one shape) and
+un-merged after the block: shifted windows, padding and patch merging always
+see an intact grid. Which cells are sources and destinations and how pairs
+score is the reducer's (:mod:`.window_matching` for ATME and ToMe); this
+module is the part every reducer shares.
 
 A window may hold cells that must not become one token:
 
@@ -24,19 +25,8 @@ a merged token is that of its anchor cell. A layout whose pieces leave some
 window fewer than ``r`` usable sources merges as many as every window can
 (:func:`window_capacity`; the batch keeps one shape); :func:`max_window_r`
 is the ``r`` that every input size allows.
-
-Roles (which cells are sources) are fixed per window and method, because
-every block starts from an intact window:
-
-- ``'ToMe'``: bipartite soft matching with a checkerboard split (the same
-  as ToMe's alternating split when ``ws`` is odd), any allowed pair.
-- ``'ATME'``: as :func:`~.matching.atme_plan` on an intact grid: sources
-  have an odd coordinate along ``axis`` (plus the first even cells up to
-  ``N // 2``); a destination touching the source scores its cosine, any
-  other allowed one scores below every cosine, by distance.
 """
 
-import functools
 import math
 from typing import Optional, Tuple
 
@@ -48,45 +38,12 @@ from .token_map import MergePlan
 from .window import WindowGrid, padding_labels
 
 __all__ = [
-    'METHODS', 'window_roles', 'window_merge_plan', 'window_merge',
-    'window_unmerge', 'window_capacity', 'window_token_counts', 'max_window_r'
+    'window_merge_plan', 'window_merge', 'window_unmerge', 'window_capacity',
+    'window_token_counts', 'max_window_r'
 ]
 
-METHODS = ('ATME', 'ToMe')
-# Score of a non-touching ATME pair: below any cosine (as matching._FAR).
-_FAR = -4.0
 # Added to padding-padding pairs: above every real pair's score.
 _PAD_FIRST = 8.0
-
-
-def window_roles(window_size: int,
-                 method: str,
-                 axis: int = 1,
-                 device: Optional[torch.device] = None):
-    """Sources, destinations and the static ATME score of one window.
-
-    Returns:
-        tuple[Tensor, Tensor, Tensor | None]: ``src_idx`` ``(Ns, )`` and
-        ``dst_idx`` ``(Nd, )`` cell indices, and for ATME the ``(Ns, Nd)``
-        score of non-touching pairs (NaN where the pair touches).
-    """
-    if method not in METHODS:
-        raise ValueError(f'in-window merging supports {list(METHODS)}; got '
-                         f'{method!r}.')
-    ws = window_size
-    n = ws * ws
-    idx = torch.arange(n, device=device)
-    ys, xs = idx // ws, idx % ws
-    if method == 'ToMe':
-        src = ((ys + xs) % 2 == 0)
-        return idx[src], idx[~src], None
-    coord = xs if axis == 1 else ys
-    roles = (1 - (coord & 1)).argsort(stable=True)  # odd first
-    src_idx, dst_idx = roles[:n // 2], roles[n // 2:]
-    dist = ((ys[src_idx, None] - ys[None, dst_idx]).abs() +
-            (xs[src_idx, None] - xs[None, dst_idx]).abs()).float()
-    far = _FAR - dist / (2 * ws + 1)
-    return src_idx, dst_idx, far.masked_fill(dist == 1, float('nan'))
 
 
 def _allowed(labels: Tensor, src_idx: Tensor, dst_idx: Tensor):
@@ -94,60 +51,6 @@ def _allowed(labels: Tensor, src_idx: Tensor, dst_idx: Tensor):
     allowed = ls.unsqueeze(2) == ld.unsqueeze(1)
     pads = allowed & (ls % 2 == 1).unsqueeze(2)
     return allowed, pads
-
-
-def _cosine(a: Tensor, b: Tensor, norm_a: Tensor, norm_b: Tensor) -> Tensor:
-    return (a * b).sum(-1) / (norm_a * norm_b).clamp(min=1e-12)
-
-
-def _touching_pairs(ws: int, src_idx: Tensor, dst_idx: Tensor, step: int):
-    """Static ATME pairs that touch, split by orientation: the flat
-    ``(Ns, Nd)`` score positions and first cells of the pairs ``(p, p +
-    step)`` along the pairing axis, then positions and both cells of the
-    other (few) pairs."""
-    sy, sx = src_idx // ws, src_idx % ws
-    dy, dx = dst_idx // ws, dst_idx % ws
-    ddy, ddx = dy[None, :] - sy[:, None], dx[None, :] - sx[:, None]
-    i, j = ((ddy.abs() + ddx.abs()) == 1).nonzero(as_tuple=True)
-    p, q = src_idx[i], dst_idx[j]
-    flat = i * len(dst_idx) + j
-    along = (p - q).abs() == step
-    return (flat[along], torch.minimum(p, q)[along], flat[~along], p[~along],
-            q[~along])
-
-
-def _atme_scores(metric: Tensor, ws: int, axis: int):
-    """ATME's ``(B * nW, Ns, Nd)`` scores; cosines only where they are
-    used (touching pairs): for pairs along the axis from two shifted
-    slices of the windows (no gather), for the few others by gathering."""
-    BnW, N, _ = metric.shape
-    src_idx, dst_idx, far = window_roles(ws, 'ATME', axis, metric.device)
-    step = 1 if axis == 1 else ws
-    flat, first, flat2, p2, q2 = _touching_pairs(ws, src_idx, dst_idx, step)
-    norm = metric.norm(dim=-1)
-    along = _cosine(metric[:, :N - step], metric[:, step:], norm[:, :N - step],
-                    norm[:, step:])
-    scores = far.nan_to_num().to(metric.dtype).view(1, -1).repeat(BnW, 1)
-    scores.index_copy_(1, flat, along.index_select(1, first))
-    if len(p2):
-        scores.index_copy_(
-            1, flat2,
-            _cosine(
-                metric.index_select(1, p2), metric.index_select(1, q2),
-                norm.index_select(1, p2), norm.index_select(1, q2)))
-    return scores.view(BnW, len(src_idx), -1), src_idx, dst_idx
-
-
-def _tome_scores(metric: Tensor, ws: int):
-    """ToMe's ``(B * nW, Ns, Nd)`` scores: cosine of every pair."""
-    src_idx, dst_idx, _ = window_roles(ws, 'ToMe', 1, metric.device)
-    if ws % 2 == 1:  # checkerboard == alternating cells: views, no gather
-        a, b = metric[:, 0::2], metric[:, 1::2]
-    else:
-        a, b = metric.index_select(1, src_idx), metric.index_select(1, dst_idx)
-    norm = a.norm(dim=-1).unsqueeze(2) * b.norm(dim=-1).unsqueeze(1)
-    scores = (a @ b.transpose(1, 2)) / norm.clamp(min=1e-12)
-    return scores, src_idx, dst_idx
 
 
 def _apply_labels(scores: Tensor, labels: Tensor, src_idx: Tensor,
@@ -171,44 +74,43 @@ def _apply_labels(scores: Tensor, labels: Tensor, src_idx: Tensor,
     return int(allowed.any(2).sum(1).min())
 
 
-def window_capacity(labels: Tensor, method: str, axis: int = 1) -> int:
+def window_capacity(labels: Tensor, src_idx: Tensor,
+                    dst_idx: Tensor) -> int:
     """How many tokens every window of this layout can merge.
 
     Args:
         labels (Tensor): ``(nW, ws * ws)`` labels of :func:`window_labels`.
-        method (str): ``'ATME'`` or ``'ToMe'``.
-        axis (int): ATME pairing axis.
+        src_idx, dst_idx (Tensor): the reducer's window roles, ``(Ns, )``
+            and ``(Nd, )`` cell indices.
 
     Returns:
         int: the fewest sources with a same-label destination in any
         window; ``r`` is lowered to it by :func:`window_merge_plan`.
     """
-    ws = math.isqrt(labels.shape[1])
-    src_idx, dst_idx, _ = window_roles(ws, method, axis, labels.device)
     scores = labels.new_zeros(
         labels.shape[0], len(src_idx), len(dst_idx), dtype=torch.float32)
     return _apply_labels(scores, labels, src_idx, dst_idx)
 
 
 @torch.no_grad()
-def window_merge_plan(metric: Tensor,
+def window_merge_plan(scores: Tensor,
+                      src_idx: Tensor,
+                      dst_idx: Tensor,
                       r: int,
-                      method: str,
-                      axis: int = 1,
                       labels: Optional[Tensor] = None) -> MergePlan:
-    """Merge ``r`` tokens in every window.
+    """Merge ``r`` tokens in every window, from a reducer's scores.
 
     Args:
-        metric (Tensor): ``(B * nW, ws * ws, d)`` features compared by
-            cosine similarity.
-        r (int): tokens removed per window, ``0 <= r <= ws * ws // 2``.
-            Where padding or shift regions leave some window fewer
-            sources with a same-label destination (see
-            :func:`window_capacity`), every window merges that many
-            instead, so the batch keeps one shape and no token crosses a
-            region; :func:`max_window_r` is the ``r`` every layout allows.
-        method (str): ``'ATME'`` or ``'ToMe'``.
-        axis (int): ATME pairing axis, 1 along W, 0 along H.
+        scores (Tensor): ``(B * nW, Ns, Nd)`` scores of sources against
+            destinations (modified in place where labels forbid pairs).
+        src_idx, dst_idx (Tensor): the window roles, ``(Ns, )`` and
+            ``(Nd, )`` cell indices.
+        r (int): tokens removed per window, ``0 <= r <= Ns``. Where padding
+            or shift regions leave some window fewer sources with a
+            same-label destination (see :func:`window_capacity`), every
+            window merges that many instead, so the batch keeps one shape
+            and no token crosses a region; :func:`max_window_r` is the
+            ``r`` every layout allows.
         labels (Tensor, optional): ``(nW, ws * ws)`` cell labels of
             :func:`window_labels`; None when every cell may merge with
             every other (no shift, no padding).
@@ -216,17 +118,9 @@ def window_merge_plan(metric: Tensor,
     Returns:
         MergePlan: from ``ws * ws`` to ``ws * ws - r`` tokens per window.
     """
-    ws = math.isqrt(metric.shape[1])
-    if method == 'ATME':
-        scores, src_idx, dst_idx = _atme_scores(metric, ws, axis)
-    elif method == 'ToMe':
-        scores, src_idx, dst_idx = _tome_scores(metric, ws)
-    else:
-        raise ValueError(f'in-window merging supports {list(METHODS)}; got '
-                         f'{method!r}.')
     if labels is not None:
         r = min(r, _apply_labels(scores, labels, src_idx, dst_idx))
-    BnW = metric.shape[0]
+    BnW = scores.shape[0]
     return plan_from_scores(scores, src_idx.expand(BnW, -1),
                             dst_idx.expand(BnW, -1), r)
 
@@ -281,10 +175,8 @@ def window_unmerge(x: Tensor, assign: Tensor, grid: WindowGrid,
     return out.view(B, -1, C)
 
 
-def window_token_counts(labels: Tensor,
-                        r: int,
-                        method: str,
-                        axis: int = 1) -> Tuple[int, int]:
+def window_token_counts(labels: Tensor, r: int, src_idx: Tensor,
+                        dst_idx: Tensor) -> Tuple[int, int]:
     """What :func:`window_merge_plan` leaves of one image, from its layout.
 
     Padding merges first, so the counts do not depend on the features.
@@ -292,17 +184,14 @@ def window_token_counts(labels: Tensor,
     Args:
         labels (Tensor): ``(nW, ws * ws)`` labels of :func:`window_labels`.
         r (int): requested tokens merged per window.
-        method (str): ``'ATME'`` or ``'ToMe'``.
-        axis (int): ATME pairing axis.
+        src_idx, dst_idx (Tensor): the reducer's window roles.
 
     Returns:
         tuple[int, int]: ``r`` as merged (see :func:`window_capacity`) and
         the number of non-padding tokens left in all windows.
     """
     nW, N = labels.shape
-    r = min(r, window_capacity(labels, method, axis))
-    src_idx, dst_idx, _ = window_roles(
-        math.isqrt(N), method, axis, labels.device)
+    r = min(r, window_capacity(labels, src_idx, dst_idx))
     allowed, _ = _allowed(labels, src_idx, dst_idx)
     pad = labels % 2 == 1
     pad_merges = (allowed.any(2) & pad[:, src_idx]).sum(1).clamp(max=r)
@@ -310,10 +199,7 @@ def window_token_counts(labels: Tensor,
     return r, nW * (N - r) - pads_left
 
 
-@functools.lru_cache(maxsize=None)
-def max_window_r(window_size: int,
-                 method: str,
-                 axis: int = 1,
+def max_window_r(window_size: int, src_idx: Tensor, dst_idx: Tensor,
                  shift: int = 0) -> int:
     """Largest ``r`` that every window of every input can merge.
 
@@ -322,6 +208,11 @@ def max_window_r(window_size: int,
     This enumerates every padding (0 to ``ws - 1`` cells per side) and
     window position (first, middle and last; a lone window) with and
     without ``shift`` and returns the smallest number of usable sources.
+
+    Args:
+        window_size (int): ``ws``.
+        src_idx, dst_idx (Tensor): the reducer's window roles.
+        shift (int): the shift of shifted blocks. Defaults to 0.
     """
     ws = window_size
     best = ws * ws
@@ -336,5 +227,5 @@ def max_window_r(window_size: int,
                 pad_w = cols[None, :] >= Wp - pads[:, None]
                 pad = (pad_h[:, None, :, None] | pad_w[None, :, None, :])
                 labels = padding_labels(pad.flatten(0, 1), ws, s)
-                best = min(best, window_capacity(labels, method, axis))
+                best = min(best, window_capacity(labels, src_idx, dst_idx))
     return best

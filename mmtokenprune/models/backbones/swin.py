@@ -8,19 +8,16 @@ from mmengine.logging import print_log
 from mmpretrain.models.backbones import SwinTransformer
 from torch import Tensor
 
-from ...ops import PruneSpec
-from ...ops.window_merge import METHODS
 from ...registry import MODELS
-from ..cdcp import (attention_flops, compression_losses, export_blocks,
-                    ffn_flops, soft_width)
+from ..cdcp import CDCPBackbone
 from ..layers.swin_block import PrunedSwinBlock
-from .compress_cfg import ChannelCfg, TokenCfg
+from ..reducers import TokenCfg
 
 __all__ = ['PrunedSwinTransformer']
 
 
 @MODELS.register_module()
-class PrunedSwinTransformer(SwinTransformer):
+class PrunedSwinTransformer(CDCPBackbone, SwinTransformer):
     """Swin Transformer that merges tokens inside windows and prunes
     channels.
 
@@ -46,7 +43,8 @@ class PrunedSwinTransformer(SwinTransformer):
     stage 2, 10-11 stage 3).
 
     Args:
-        token_cfg (dict, optional): ``type`` ('ATME' | 'ToMe'), one of ``r``
+        token_cfg (dict, optional): ``type`` ('ATME' | 'ToMe' | any
+            registered reducer; its own options go here too), one of ``r``
             (int, or a list with one entry per block in ``layers``: tokens
             merged per window) and ``keep_ratio`` (float or list in (0, 1]:
             fraction of each window's ``ws * ws`` tokens kept), ``layers``
@@ -57,8 +55,7 @@ class PrunedSwinTransformer(SwinTransformer):
             of an input fewer than ``r`` mergeable pairs, every window of
             that block merges as many as the poorest can (for ``ws=7``
             ATME always allows 17, ToMe 24; see
-            :func:`~mmtokenprune.ops.window_merge.max_window_r`). Defaults to
-            None.
+            :meth:`TokenReducer.max_window_r`). Defaults to None.
         channel_cfg (dict, optional): ``spec`` (JSON path or dict of a
             :class:`~mmtokenprune.ops.PruneSpec`) and/or ``type='CDCP'``
             with ``flops_target``, ``loss_weight`` and ``gate_init``, as
@@ -88,29 +85,14 @@ class PrunedSwinTransformer(SwinTransformer):
             self, *args, **kwargs)
         upstream.apply_defaults()
         self.num_blocks = sum(self.depths)
-        self.token_cfg = self._parse_token_cfg(token_cfg)
-        self.channel_cfg = ChannelCfg.parse(channel_cfg)
-        self.prune_spec = None
+        self.token_cfg = TokenCfg.parse(
+            token_cfg, self.num_blocks, default_layers=range(self.num_blocks))
         block_args = self._upstream_block_args(upstream.arguments)
-        self.unpruned_widths = self._unpruned_widths(block_args)
-        if self.channel_cfg.spec is not None:
-            self.prune_spec = PruneSpec.load(self.channel_cfg.spec)
-            self.prune_spec.validate(*self.unpruned_widths)
+        self.init_cdcp(channel_cfg, *self._unpruned_widths(block_args))
         self._replace_blocks(block_args)
-        # tokens per block at img_size, for the budget loss of every step
-        self.img_token_counts = tuple(
-            self.token_counts()) if self.channel_cfg.gated else None
+        self.finish_cdcp()
 
     # ----------------------------------------------------------- building
-    def _parse_token_cfg(self, cfg: Optional[Dict]) -> TokenCfg:
-        if cfg is not None and isinstance(cfg, dict) and 'layers' not in cfg:
-            cfg = dict(cfg, layers=list(range(self.num_blocks)))
-        parsed = TokenCfg.parse(cfg, self.num_blocks)
-        if parsed.enabled and parsed.type not in METHODS:
-            raise ValueError(f'`token_cfg.type`: Swin merges inside windows '
-                             f'with one of {list(METHODS)}; got '
-                             f'{parsed.type!r}.')
-        return parsed
 
     def _upstream_block_args(self, args: Dict) -> List[Dict]:
         """Each block's ``SwinBlock`` arguments, computed as upstream's
@@ -162,44 +144,24 @@ class PrunedSwinTransformer(SwinTransformer):
                               int(a['embed_dims'] * a.get('ffn_ratio', 4.))))
         return tuple(head), tuple(ffn)
 
-    def _merge_r(self, index: int, args: Dict) -> int:
-        """Tokens merged per window by block ``index`` (checked)."""
-        step = self.token_cfg.schedule[index]
-        if step is None:
-            return 0
-        ws = args['window_size']
-        area = ws * ws
-        where = f'block {index} (window {ws}x{ws} = {area} tokens)'
-        if step.r is not None and step.r >= area:
-            raise ValueError(f'`token_cfg.r`: r={step.r} at {where} must be '
-                             'smaller than the window area (and at most '
-                             f'half of it, {area // 2}).')
-        return step.num_removed(area, key=f'token_cfg (Swin {where})')
-
     def _replace_blocks(self, block_args: List[Dict]) -> None:
         """Replace every ``stages[i].blocks[j]`` by a
         :class:`PrunedSwinBlock` built from upstream's arguments plus
         widths, gates and the merge schedule."""
-        index, merging = 0, 0
+        reducers = self.token_cfg.build_reducers()
+        index = 0
         for stage in self.stages:
             for j in range(len(stage.blocks)):
-                args = dict(block_args[index])
-                r = self._merge_r(index, args)
-                if self.prune_spec is not None:
-                    dims = self.prune_spec.layers[index]
-                    args.update(
-                        qk_dims=dims.qk_dims,
-                        v_dims=dims.v_dims,
-                        ffn_dims=dims.ffn_dims)
+                args = block_args[index]
+                reducer = reducers[index]
+                r = 0 if reducer is None else reducer.window_r(
+                    args['window_size'], f'block {index}')
                 stage.blocks[j] = PrunedSwinBlock(
                     **args,
-                    gated=self.channel_cfg.gated,
-                    gate_init=self.channel_cfg.gate_init,
+                    cdcp=self.block_cdcp(index),
                     merge_r=r,
-                    merge_type=self.token_cfg.type,
-                    merge_axis=1 if merging % 2 == 0 else 0,
+                    reducer=reducer,
                     prop_attn=self.token_cfg.prop_attn)
-                merging += r > 0
                 index += 1
         if self.token_cfg.enabled or self.channel_cfg.enabled:
             rs = [b.merge_r for s in self.stages for b in s.blocks]
@@ -228,11 +190,10 @@ class PrunedSwinTransformer(SwinTransformer):
         super()._load_from_state_dict(state_dict, prefix, local_metadata,
                                       *args, **kwargs)
 
-    def train(self, mode: bool = True) -> 'PrunedSwinTransformer':
-        """Modifications to upstream: returns ``self`` (upstream returns
-        None), so ``model.eval()`` chains like any ``nn.Module``."""
-        super().train(mode)
-        return self
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        """Upstream's forward, after :meth:`check_loss_owner`."""
+        self.check_loss_owner()
+        return super().forward(x)
 
     # --------------------------------------------------------------- CDCP
     def blocks(self) -> List[PrunedSwinBlock]:
@@ -258,53 +219,16 @@ class PrunedSwinTransformer(SwinTransformer):
                 H, W = (H + 1) // 2, (W + 1) // 2
         return counts
 
-    def flops_ratio(self, hw: Optional[Tuple[int, int]] = None) -> Tensor:
-        """Kept fraction of block FLOPs at ``img_size`` (or ``hw``), with
-        the gates' soft widths (differentiable) against this model's
-        widths. Merging is counted, so the ratio is relative to this
-        model's token schedule."""
-        kept = full = 0.
-        counts = self.img_token_counts
-        if hw is not None or counts is None:
-            counts = self.token_counts(hw)
-        for block, (n_q, n_k, n_mlp) in zip(self.blocks(), counts):
-            attn, C = block.attn.w_msa, block.attn.w_msa.embed_dims
-            h, ffn = attn.num_heads, block.ffn.feedforward_channels
-            kept = kept + attention_flops(
-                n_q,
-                C,
-                h,
-                soft_width(attn.qk_gate, attn.qk_dims),
-                soft_width(attn.v_gate, attn.v_dims),
-                keys=n_k)
-            kept = kept + ffn_flops(n_mlp, C, soft_width(block.ffn_gate, ffn))
-            full += attention_flops(
-                n_q, C, h, attn.qk_dims, attn.v_dims, keys=n_k)
-            full += ffn_flops(n_mlp, C, ffn)
-        return kept / full
+    def cdcp_blocks(self):
+        return [(f'stages.{i}.blocks.{j}.attn.w_msa', block.attn.w_msa,
+                 f'stages.{i}.blocks.{j}.ffn', block.ffn)
+                for i, stage in enumerate(self.stages)
+                for j, block in enumerate(stage.blocks)]
 
-    def compression_losses(self) -> Dict[str, Tensor]:
-        """The CDCP budget loss (empty without gates)."""
-        return compression_losses(self.flops_ratio, self.channel_cfg)
-
-    def export_pruned(self) -> Tuple[PruneSpec, Dict[str, Tensor]]:
-        """Slice the gated channels away.
-
-        Returns:
-            tuple[PruneSpec, dict]: the spec of the smaller model (``arch``
-            holds per-stage lists, ``layers`` one entry per block in order)
-            and its state_dict (this module's keys, gates removed). A model
-            built with ``channel_cfg=dict(spec=spec)`` loads it with
-            ``strict=True`` and computes what this model computes in eval.
-        """
-        blocks = []
-        for i, stage in enumerate(self.stages):
-            for j, block in enumerate(stage.blocks):
-                key = f'stages.{i}.blocks.{j}'
-                blocks.append((f'{key}.attn.w_msa', block.attn.w_msa,
-                               f'{key}.ffn', block.ffn))
-        dims, state = export_blocks(self, blocks)
-        arch = dict(
+    def spec_arch(self) -> Dict:
+        """Per-stage lists; ``layers`` of the spec has one entry per
+        block in order."""
+        return dict(
             embed_dims=[s.embed_dims for s in self.stages],
             depths=list(self.depths),
             num_heads=list(self.num_heads),
@@ -312,4 +236,3 @@ class PrunedSwinTransformer(SwinTransformer):
                 self.unpruned_widths[1][sum(self.depths[:i])]
                 for i in range(len(self.depths))
             ])
-        return PruneSpec(arch=arch, layers=tuple(dims)), state

@@ -11,26 +11,26 @@ from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.utils import resize_pos_embed
 from torch import Tensor
 
-from ...ops import PruneSpec, TokenMap, unmerge_tokens
+from ...ops import TokenMap, unmerge_tokens
 from ...registry import MODELS
-from ..cdcp import (attention_flops, compression_losses, export_blocks,
-                    ffn_flops, soft_width)
+from ..cdcp import CDCPBackbone
 from ..layers import PrunedTransformerEncoderLayer
-from .compress_cfg import ChannelCfg, TokenCfg
+from ..reducers import TokenCfg
 
 __all__ = ['PrunedVisionTransformer']
 
 
 @MODELS.register_module()
-class PrunedVisionTransformer(VisionTransformer):
+class PrunedVisionTransformer(CDCPBackbone, VisionTransformer):
     """Vision Transformer / DeiT that merges tokens and prunes channels.
 
     A subclass of mmpretrain's
     :class:`~mmpretrain.models.backbones.VisionTransformer` with the same
     arguments, parameter names and outputs, plus:
 
-    - ``token_cfg``: a token reducer (``'ATME'`` or ``'ToMe'``) between
-      attention and MLP of the chosen layers. Features for ``out_indices``
+    - ``token_cfg``: a token reducer (any registered
+      :class:`~mmtokenprune.models.reducers.TokenReducer`: ``'ATME'``,
+      ``'ToMe'``) between attention and MLP of the chosen layers. Features for ``out_indices``
       are un-merged, so ``out_type='featmap'`` always gives the full
       ``(B, C, H/16, W/16)`` grid and ``'avg_featmap'`` the mean over it.
     - ``channel_cfg``: CDCP channel gates trained under a FLOPs budget, or a
@@ -42,17 +42,18 @@ class PrunedVisionTransformer(VisionTransformer):
     keys, strict loading, same outputs.
 
     Args:
-        token_cfg (dict, optional): ``type`` ('ATME' | 'ToMe'), one of ``r``
-            (int or per-layer list: tokens removed per reducing layer) and
-            ``keep_ratio`` (float or list in (0, 1]: fraction kept per
-            reducing layer), ``layers`` (reducing layer indices; defaults to
-            all but the last) and ``prop_attn`` (proportional attention;
-            defaults to True). Defaults to None.
+        token_cfg (dict, optional): ``type`` ('ATME' | 'ToMe' | any
+            registered reducer), one of ``r`` (int or per-layer list: tokens
+            removed per reducing layer) and ``keep_ratio`` (float or list in
+            (0, 1]: fraction kept per reducing layer), ``layers`` (reducing
+            layer indices; defaults to all but the last), ``prop_attn``
+            (proportional attention; defaults to True) and the reducer's own
+            options. Defaults to None.
         channel_cfg (dict, optional): ``spec`` (JSON path or dict of a
             :class:`~mmtokenprune.ops.PruneSpec`: build the pruned widths)
             and/or ``type='CDCP'`` (add gates) with ``flops_target`` (kept
             fraction of encoder FLOPs the budget loss aims at; defaults to
-            0.7), ``loss_weight`` (defaults to 1.0) and ``gate_init``
+            0.7), ``loss_weight`` (defaults to 2.0) and ``gate_init``
             (defaults to 3.0). Defaults to None.
         with_cp (bool): checkpoint each layer in training. Defaults to False.
         *args, **kwargs: upstream's arguments (``arch``, ``img_size``,
@@ -80,11 +81,13 @@ class PrunedVisionTransformer(VisionTransformer):
             self, *args, **kwargs)
         upstream.apply_defaults()
         self.token_cfg = TokenCfg.parse(token_cfg, self.num_layers)
-        self.channel_cfg = ChannelCfg.parse(channel_cfg)
         self.with_cp = with_cp
         layer_args = self._layer_args(upstream.arguments)
-        self.prune_spec = self._load_spec(layer_args)
+        self.init_cdcp(channel_cfg,
+                       [a['embed_dims'] // a['num_heads'] for a in layer_args],
+                       [a['feedforward_channels'] for a in layer_args])
         self._replace_layers(layer_args)
+        self.finish_cdcp()
         if self.frozen_stages > 0:
             self._freeze_stages()
 
@@ -113,20 +116,6 @@ class PrunedVisionTransformer(VisionTransformer):
             layer_args.append(cfg)
         return layer_args
 
-    @staticmethod
-    def _unpruned_widths(
-            layer_args: List[Dict]) -> Tuple[List[int], List[int]]:
-        """Per-layer channels per head and MLP widths before pruning."""
-        return ([a['embed_dims'] // a['num_heads'] for a in layer_args],
-                [a['feedforward_channels'] for a in layer_args])
-
-    def _load_spec(self, layer_args: List[Dict]) -> Optional[PruneSpec]:
-        if self.channel_cfg.spec is None:
-            return None
-        spec = PruneSpec.load(self.channel_cfg.spec)
-        spec.validate(*self._unpruned_widths(layer_args))
-        return spec
-
     def _replace_layers(self, layer_args: List[Dict]) -> None:
         """Rebuild ``self.layers`` as :class:`PrunedTransformerEncoderLayer`
         from upstream's per-layer arguments plus widths, gates and
@@ -134,18 +123,10 @@ class PrunedVisionTransformer(VisionTransformer):
         reducers = self.token_cfg.build_reducers(self.num_extra_tokens)
         layers = []
         for i, cfg in enumerate(layer_args):
-            cfg = dict(cfg)
-            if self.prune_spec is not None:
-                dims = self.prune_spec.layers[i]
-                cfg.update(
-                    qk_dims=dims.qk_dims,
-                    v_dims=dims.v_dims,
-                    feedforward_channels=dims.ffn_dims)
             layers.append(
                 PrunedTransformerEncoderLayer(
                     **cfg,
-                    gated=self.channel_cfg.gated,
-                    gate_init=self.channel_cfg.gate_init,
+                    cdcp=self.block_cdcp(i),
                     reducer=reducers[i],
                     prop_attn=self.token_cfg.prop_attn,
                     num_extra_tokens=self.num_extra_tokens))
@@ -162,6 +143,7 @@ class PrunedVisionTransformer(VisionTransformer):
         :class:`TokenMap` of this forward (None when no layer reduces
         tokens), run under checkpointing with ``with_cp``, and outputs are
         un-merged before :meth:`_format_output`."""
+        self.check_loss_owner()
         outs = []
         for i, x, tokens, hw in self._encode(x):
             if i in self.out_indices:
@@ -211,15 +193,20 @@ class PrunedVisionTransformer(VisionTransformer):
         return torch.cat([x[:, :E], unmerge_tokens(x[:, E:], tokens)], dim=1)
 
     # --------------------------------------------------------------- CDCP
+    def cdcp_blocks(self):
+        return [(f'layers.{i}.attn', layer.attn, f'layers.{i}.ffn', layer.ffn)
+                for i, layer in enumerate(self.layers)]
+
     def token_counts(self, hw: Optional[Tuple[int, int]] = None):
-        """Tokens (extra included) seen by each layer's attention and MLP.
+        """Tokens (extra included) seen by each layer.
 
         Args:
             hw (tuple[int, int], optional): patch grid; defaults to the one
                 of ``img_size``.
 
         Returns:
-            list[tuple[int, int]]: ``(attention, mlp)`` per layer.
+            list[tuple[int, int, int]]: ``(attention queries, keys per
+            query, MLP tokens)`` per layer.
         """
         n = int(np.prod(hw or self.patch_resolution))
         E = self.num_extra_tokens
@@ -227,46 +214,13 @@ class PrunedVisionTransformer(VisionTransformer):
         for step in self.token_cfg.schedule:
             before = n
             if step is not None:
-                n -= step.num_removed(n, 'token_cfg')
-            counts.append((before + E, n + E))
+                n -= step.num_removed(n, self.token_cfg.key)
+            counts.append((before + E, before + E, n + E))
         return counts
 
-    def flops_ratio(self) -> Tensor:
-        """Kept fraction of encoder-layer FLOPs at ``img_size``, with the
-        gates' soft widths (differentiable) against this model's widths."""
-        kept = full = 0.
-        C = self.embed_dims
-        for layer, (n_attn, n_ffn) in zip(self.layers, self.token_counts()):
-            attn, h = layer.attn, layer.attn.num_heads
-            kept = kept + attention_flops(
-                n_attn, C, h, soft_width(attn.qk_gate, attn.qk_dims),
-                soft_width(attn.v_gate, attn.v_dims))
-            kept = kept + ffn_flops(
-                n_ffn, C,
-                soft_width(layer.ffn_gate, layer.ffn.feedforward_channels))
-            full += attention_flops(n_attn, C, h, attn.qk_dims, attn.v_dims)
-            full += ffn_flops(n_ffn, C, layer.ffn.feedforward_channels)
-        return kept / full
-
-    def compression_losses(self) -> Dict[str, Tensor]:
-        """The CDCP budget loss (empty without gates)."""
-        return compression_losses(self.flops_ratio, self.channel_cfg)
-
-    def export_pruned(self) -> Tuple[PruneSpec, Dict[str, Tensor]]:
-        """Slice the gated channels away.
-
-        Returns:
-            tuple[PruneSpec, dict]: the spec of the smaller model and its
-            state_dict (this module's keys, gates removed). A model built
-            with ``channel_cfg=dict(spec=spec)`` loads it with
-            ``strict=True`` and computes what this model computes in eval.
-        """
-        dims, state = export_blocks(
-            self, ((f'layers.{i}.attn', layer.attn, f'layers.{i}.ffn',
-                    layer.ffn) for i, layer in enumerate(self.layers)))
-        arch = dict(
+    def spec_arch(self) -> Dict:
+        return dict(
             embed_dims=self.embed_dims,
             num_layers=self.num_layers,
             num_heads=self.arch_settings['num_heads'],
             feedforward_channels=self.arch_settings['feedforward_channels'])
-        return PruneSpec(arch=arch, layers=tuple(dims)), state

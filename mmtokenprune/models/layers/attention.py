@@ -1,27 +1,22 @@
 """Multi-head attention with CDCP widths/gates and proportional attention."""
 from typing import Optional, Tuple
 
-import torch.nn as nn
 from mmpretrain.models.utils import MultiheadAttention
 from torch import Tensor
 
-from ...ops import ChannelGate, fused_attention, split_qkv
+from ...ops import fused_attention
+from ..cdcp import BlockCDCP, GatedQKV
 
 __all__ = ['PrunedMultiheadAttention']
 
 
-class PrunedMultiheadAttention(MultiheadAttention):
+class PrunedMultiheadAttention(GatedQKV, MultiheadAttention):
     """mmpretrain's ``MultiheadAttention`` that can be channel-pruned.
 
     Modifications to upstream:
 
-    - Q/K and V may keep fewer channels per head (``qk_dims``, ``v_dims``;
-      the same number in every head), which shrinks ``qkv`` and ``proj``;
-      the attention scale stays ``(embed_dims // num_heads) ** -0.5`` so a
-      sliced model computes what the gated one did.
-    - ``gated=True`` adds CDCP gates: ``qk_gate`` (shared by Q and K and by
-      all heads) and ``v_gate`` (shared by all heads; selects ``proj``'s
-      input columns).
+    - CDCP widths and gates (``cdcp``, see
+      :class:`~mmtokenprune.models.cdcp.GatedQKV`).
     - ``forward`` takes an optional additive ``attn_bias`` (``log(size)``
       for proportional attention), passed to the fused SDPA kernel, and
       also returns the keys for token matching.
@@ -32,12 +27,8 @@ class PrunedMultiheadAttention(MultiheadAttention):
     Args:
         embed_dims (int): The embedding dimension.
         num_heads (int): Parallel attention heads.
-        qk_dims (int, optional): Q/K channels per head. Defaults to
-            ``embed_dims // num_heads``.
-        v_dims (int, optional): V channels per head. Defaults to
-            ``embed_dims // num_heads``.
-        gated (bool): Add CDCP gates. Defaults to False.
-        gate_init (float): Initial gate logit. Defaults to 3.0.
+        cdcp (BlockCDCP, optional): pruned widths and gates of this
+            block; None: upstream's widths, no gates.
         **kwargs: upstream arguments (``attn_drop``, ``proj_drop``,
             ``dropout_layer``, ``qkv_bias``, ``layer_scale_init_value``...).
     """
@@ -45,31 +36,14 @@ class PrunedMultiheadAttention(MultiheadAttention):
     def __init__(self,
                  embed_dims: int,
                  num_heads: int,
-                 qk_dims: Optional[int] = None,
-                 v_dims: Optional[int] = None,
-                 gated: bool = False,
-                 gate_init: float = 3.0,
+                 cdcp: Optional[BlockCDCP] = None,
                  **kwargs):
         if kwargs.get('v_shortcut') or kwargs.get('qk_scale') is not None:
             raise ValueError('PrunedMultiheadAttention supports neither '
                              '`v_shortcut` nor `qk_scale`.')
         super().__init__(embed_dims, num_heads, **kwargs)
-        self.qk_dims = qk_dims or self.head_dims
-        self.v_dims = v_dims or self.head_dims
+        self.init_widths(self.input_dims, embed_dims, cdcp)
         self.scale = self.head_dims**-0.5
-        if (self.qk_dims, self.v_dims) != (self.head_dims, self.head_dims):
-            h = num_heads
-            self.qkv = nn.Linear(
-                self.input_dims,
-                h * (2 * self.qk_dims + self.v_dims),
-                bias=self.qkv.bias is not None)
-            self.proj = nn.Linear(
-                h * self.v_dims, embed_dims, bias=self.proj.bias is not None)
-        if gated:
-            self.qk_gate = ChannelGate(self.qk_dims, gate_init)
-            self.v_gate = ChannelGate(self.v_dims, gate_init)
-        else:
-            self.qk_gate = self.v_gate = None
 
     def forward(self,
                 x: Tensor,
@@ -87,10 +61,7 @@ class PrunedMultiheadAttention(MultiheadAttention):
         """
         B, N, _ = x.shape
         h, dv = self.num_heads, self.v_dims
-        q, k, v = split_qkv(self.qkv(x), h, self.qk_dims, dv)
-        if self.qk_gate is not None:
-            q, k = self.qk_gate(q), self.qk_gate(k)  # k: reducers match on it
-            v = self.v_gate(v)
+        q, k, v = self.gated_qkv(x)
         attn_drop = self.attn_drop if self.training else 0.
         out = fused_attention(
             q, k, v, self.scale, attn_mask=attn_bias, dropout_p=attn_drop)

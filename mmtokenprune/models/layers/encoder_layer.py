@@ -7,7 +7,8 @@ from mmpretrain.models.backbones.vision_transformer import \
     TransformerEncoderLayer
 from torch import Tensor
 
-from ...ops import ChannelGate, TokenMap
+from ...ops import TokenMap
+from ..cdcp import BlockCDCP, add_ffn_gate
 from .attention import PrunedMultiheadAttention
 
 __all__ = ['PrunedTransformerEncoderLayer', 'size_bias']
@@ -32,8 +33,8 @@ class PrunedTransformerEncoderLayer(TransformerEncoderLayer):
 
     - ``attn`` is a :class:`PrunedMultiheadAttention` (same parameter
       names), so Q/K/V widths can be pruned and gated, and with
-      ``ffn_gate=True`` a :class:`ChannelGate` follows the MLP activation
-      (``ffn.layers.0.3``); the MLP width is ``feedforward_channels``.
+      ``gated=True`` a :class:`ChannelGate` follows the MLP activation
+      (``ffn.layers.0.3``); the MLP width is ``cdcp.ffn_dims``.
     - ``forward(x, tokens)`` runs ``reducer`` (if any) between attention and
       MLP and returns ``(x, tokens)``; with ``prop_attn`` the attention is
       biased by ``log(size)``.
@@ -42,10 +43,8 @@ class PrunedTransformerEncoderLayer(TransformerEncoderLayer):
         embed_dims, num_heads, feedforward_channels, layer_scale_init_value,
         drop_rate, attn_drop_rate, drop_path_rate, num_fcs, qkv_bias,
         ffn_type, act_cfg, norm_cfg, init_cfg: as upstream.
-        qk_dims (int, optional): Q/K channels per head.
-        v_dims (int, optional): V channels per head.
-        gated (bool): add CDCP gates to attention and MLP. Defaults to False.
-        gate_init (float): initial gate logit. Defaults to 3.0.
+        cdcp (BlockCDCP, optional): pruned widths (``ffn_dims`` replaces
+            the MLP width) and gates; None: upstream's, no gates.
         reducer (nn.Module, optional): token reducer of this layer.
         prop_attn (bool): proportional attention. Defaults to False.
         num_extra_tokens (int): leading tokens never reduced. Defaults to 1.
@@ -65,17 +64,14 @@ class PrunedTransformerEncoderLayer(TransformerEncoderLayer):
                  act_cfg: dict = dict(type='GELU'),
                  norm_cfg: dict = dict(type='LN'),
                  init_cfg: Optional[dict] = None,
-                 qk_dims: Optional[int] = None,
-                 v_dims: Optional[int] = None,
-                 gated: bool = False,
-                 gate_init: float = 3.0,
+                 cdcp: Optional[BlockCDCP] = None,
                  reducer: Optional[nn.Module] = None,
                  prop_attn: bool = False,
                  num_extra_tokens: int = 1):
         super().__init__(
             embed_dims,
             num_heads,
-            feedforward_channels,
+            (cdcp and cdcp.ffn_dims) or feedforward_channels,
             layer_scale_init_value=layer_scale_init_value,
             drop_rate=drop_rate,
             attn_drop_rate=attn_drop_rate,
@@ -89,29 +85,17 @@ class PrunedTransformerEncoderLayer(TransformerEncoderLayer):
         self.attn = PrunedMultiheadAttention(
             embed_dims,
             num_heads,
-            qk_dims=qk_dims,
-            v_dims=v_dims,
-            gated=gated,
-            gate_init=gate_init,
+            cdcp=cdcp,
             attn_drop=attn_drop_rate,
             proj_drop=drop_rate,
             dropout_layer=dict(type='DropPath', drop_prob=drop_path_rate),
             qkv_bias=qkv_bias,
             layer_scale_init_value=layer_scale_init_value)
-        if gated:
-            if ffn_type != 'origin' or num_fcs != 2:
-                raise ValueError('CDCP gates need the standard two-layer '
-                                 "FFN (ffn_type='origin', num_fcs=2).")
-            self.ffn.layers[0].append(
-                ChannelGate(feedforward_channels, gate_init))
+        if cdcp is not None and cdcp.gated:
+            add_ffn_gate(self.ffn, cdcp.gate_init)
         self.reducer = reducer
         self.prop_attn = prop_attn
         self.num_extra_tokens = num_extra_tokens
-
-    @property
-    def ffn_gate(self) -> Optional[ChannelGate]:
-        first = self.ffn.layers[0]
-        return first[-1] if isinstance(first[-1], ChannelGate) else None
 
     def forward(self, x: Tensor, tokens: Optional[TokenMap] = None
                 ) -> Tuple[Tensor, Optional[TokenMap]]:

@@ -1,15 +1,16 @@
 """Swin block that merges tokens inside its windows and prunes channels."""
 from typing import Optional, Tuple
 
+import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmpretrain.models.backbones.swin_transformer import SwinBlock
 from torch import Tensor
 
-from ...ops import ChannelGate, TokenMap
+from ...ops import TokenMap
 from ...ops.window import (WindowGrid, region_bias, window_index,
                            window_labels, window_partition, window_reverse)
-from ...ops.window_merge import (window_merge, window_merge_plan,
-                                 window_token_counts, window_unmerge)
+from ...ops.window_merge import window_merge, window_unmerge
+from ..cdcp import BlockCDCP, add_ffn_gate
 from .window_attention import PrunedWindowMSA
 
 __all__ = ['PrunedSwinBlock']
@@ -23,11 +24,11 @@ class PrunedSwinBlock(SwinBlock):
     - ``attn.w_msa`` is a :class:`PrunedWindowMSA` (same parameter names),
       so Q/K/V widths can be pruned and gated; with ``gated=True`` a
       :class:`ChannelGate` follows the MLP activation (``ffn.layers.0.3``);
-      the MLP width is ``ffn_dims``.
+      the MLP width is ``cdcp.ffn_dims``.
     - With ``merge_r > 0`` the residual stream itself is cut into windows
       (zero padding, cyclic shift), ``merge_r`` tokens of every window are
-      merged (``merge_type`` matching of the ``norm1`` features, see
-      :func:`~mmtokenprune.ops.window_merge.window_merge_plan`), attention and
+      merged (``reducer.window_plan`` of the ``norm1`` features, see
+      :class:`~mmtokenprune.models.reducers.TokenReducer`), attention and
       MLP run on ``ws * ws - merge_r`` tokens per window, and the tokens are
       un-merged and the windows reversed before returning, so the next
       block, the shift and patch merging see an intact grid. Merged tokens
@@ -44,84 +45,52 @@ class PrunedSwinBlock(SwinBlock):
     With ``merge_r=0`` the forward computes upstream's.
 
     Args:
-        embed_dims, num_heads, window_size, shift, ffn_ratio, drop_path,
-        pad_small_map, attn_cfgs, ffn_cfgs, norm_cfg, with_cp, init_cfg:
-            as upstream.
-        qk_dims (int, optional): Q/K channels per head.
-        v_dims (int, optional): V channels per head.
-        ffn_dims (int, optional): MLP hidden channels. Defaults to
-            ``int(embed_dims * ffn_ratio)``.
-        gated (bool): add CDCP gates. Defaults to False.
-        gate_init (float): initial gate logit. Defaults to 3.0.
+        embed_dims, num_heads, attn_cfgs, ffn_cfgs: as upstream.
+        cdcp (BlockCDCP, optional): pruned widths (``ffn_dims`` replaces
+            the MLP width) and gates; None: upstream's, no gates.
         merge_r (int): tokens merged per window. Defaults to 0.
-        merge_type (str, optional): 'ATME' or 'ToMe'.
-        merge_axis (int): ATME pairing axis (1: W, 0: H). Defaults to 1.
+        reducer (nn.Module, optional): the token reducer that plans the
+            merges (:class:`~mmtokenprune.models.reducers.TokenReducer`);
+            needed when ``merge_r > 0``.
         prop_attn (bool): proportional attention. Defaults to True.
+        **kwargs: upstream's other arguments (``window_size``, ``shift``,
+            ``ffn_ratio``, ``drop_path``, ``pad_small_map``, ``norm_cfg``,
+            ``with_cp``, ``init_cfg``).
     """
 
     def __init__(self,
                  embed_dims: int,
                  num_heads: int,
-                 window_size: int = 7,
-                 shift: bool = False,
-                 ffn_ratio: float = 4.,
-                 drop_path: float = 0.,
-                 pad_small_map: bool = False,
                  attn_cfgs: dict = dict(),
                  ffn_cfgs: dict = dict(),
-                 norm_cfg: dict = dict(type='LN'),
-                 with_cp: bool = False,
-                 init_cfg: Optional[dict] = None,
-                 qk_dims: Optional[int] = None,
-                 v_dims: Optional[int] = None,
-                 ffn_dims: Optional[int] = None,
-                 gated: bool = False,
-                 gate_init: float = 3.0,
+                 cdcp: Optional[BlockCDCP] = None,
                  merge_r: int = 0,
-                 merge_type: Optional[str] = None,
-                 merge_axis: int = 1,
-                 prop_attn: bool = True):
+                 reducer: Optional[nn.Module] = None,
+                 prop_attn: bool = True,
+                 **kwargs):
         if 'window_msa' in attn_cfgs:
             raise ValueError('PrunedSwinBlock builds its own window '
                              'attention; `attn_cfgs.window_msa` is not '
                              'supported.')
         attn_cfgs = dict(
             window_msa=PrunedWindowMSA,
-            qk_dims=qk_dims,
-            v_dims=v_dims,
-            gated=gated,
-            gate_init=gate_init,
+            cdcp=cdcp,
             **attn_cfgs)
-        if ffn_dims is not None:
-            ffn_cfgs = dict(ffn_cfgs, feedforward_channels=ffn_dims)
+        if cdcp is not None and cdcp.ffn_dims is not None:
+            ffn_cfgs = dict(ffn_cfgs, feedforward_channels=cdcp.ffn_dims)
         super().__init__(
             embed_dims,
             num_heads,
-            window_size=window_size,
-            shift=shift,
-            ffn_ratio=ffn_ratio,
-            drop_path=drop_path,
-            pad_small_map=pad_small_map,
             attn_cfgs=attn_cfgs,
             ffn_cfgs=ffn_cfgs,
-            norm_cfg=norm_cfg,
-            with_cp=with_cp,
-            init_cfg=init_cfg)
-        if gated:
-            if self.ffn.num_fcs != 2:
-                raise ValueError('CDCP gates need the two-layer FFN '
-                                 '(`ffn_cfgs.num_fcs=2`).')
-            self.ffn.layers[0].append(
-                ChannelGate(self.ffn.feedforward_channels, gate_init))
+            **kwargs)
+        if cdcp is not None and cdcp.gated:
+            add_ffn_gate(self.ffn, cdcp.gate_init)
+        if merge_r > 0 and reducer is None:
+            raise ValueError('PrunedSwinBlock: merge_r > 0 needs a reducer.')
         self.merge_r = merge_r
-        self.merge_type = merge_type
-        self.merge_axis = merge_axis
+        self.reducer = reducer
         self.prop_attn = prop_attn
-
-    @property
-    def ffn_gate(self) -> Optional[ChannelGate]:
-        first = self.ffn.layers[0]
-        return first[-1] if isinstance(first[-1], ChannelGate) else None
 
     def window_grid(self, hw_shape: Tuple[int, int]) -> WindowGrid:
         """Windows of an ``H x W`` map, with upstream's shift rules."""
@@ -143,8 +112,8 @@ class PrunedSwinBlock(SwinBlock):
         if self.merge_r > 0:
             r, mlp = self.merge_r, grid.num_windows * (n - self.merge_r)
             if grid.has_regions:
-                r, mlp = window_token_counts(
-                    window_labels(grid), r, self.merge_type, self.merge_axis)
+                r, mlp = self.reducer.window_token_counts(
+                    window_labels(grid), r)
             n -= r
         return grid.num_windows * n, n, mlp
 
@@ -189,8 +158,7 @@ class PrunedSwinBlock(SwinBlock):
                                    x.dtype)
         xm = xw
         if r > 0:
-            plan = window_merge_plan(
-                self.norm1(xw), r, self.merge_type, self.merge_axis, labels)
+            plan = self.reducer.window_plan(self.norm1(xw), r, labels)
             tokens = tokens.apply(plan)
             xm = window_merge(xw, plan, tokens.size)
 

@@ -1,26 +1,23 @@
 """Swin window attention with CDCP widths/gates and merged-window biases."""
 from typing import Optional
 
-import torch.nn as nn
 from mmpretrain.models.utils import WindowMSA
 from torch import Tensor
 
-from ...ops import ChannelGate, fused_attention, split_qkv
+from ...ops import fused_attention
+from ..cdcp import BlockCDCP, GatedQKV
 
 __all__ = ['PrunedWindowMSA']
 
 
-class PrunedWindowMSA(WindowMSA):
+class PrunedWindowMSA(GatedQKV, WindowMSA):
     """mmpretrain's ``WindowMSA`` that can be channel-pruned and merged.
 
     Modifications to upstream:
 
-    - Q/K and V may keep fewer channels per head (``qk_dims``, ``v_dims``;
-      the same number in every head), which shrinks ``qkv`` and ``proj``;
-      the scale stays ``(embed_dims // num_heads) ** -0.5`` so a sliced
-      model computes what the gated one did. ``gated=True`` adds the CDCP
-      gates ``qk_gate`` (shared by Q and K and all heads) and ``v_gate``.
-      The relative-position bias table stays per head and is never pruned.
+    - CDCP widths and gates (``cdcp``, see
+      :class:`~mmtokenprune.models.cdcp.GatedQKV`); the relative-position
+      bias table stays per head and is never pruned.
     - The attention runs in the fused SDPA kernel (upstream: explicit
       softmax; same result within float rounding), also with Q/K and V of
       different widths (:func:`~mmtokenprune.ops.fused_attention`).
@@ -34,12 +31,8 @@ class PrunedWindowMSA(WindowMSA):
         embed_dims (int): Number of input channels.
         window_size (tuple[int]): The height and width of the window.
         num_heads (int): Number of attention heads.
-        qk_dims (int, optional): Q/K channels per head. Defaults to
-            ``embed_dims // num_heads``.
-        v_dims (int, optional): V channels per head. Defaults to
-            ``embed_dims // num_heads``.
-        gated (bool): Add CDCP gates. Defaults to False.
-        gate_init (float): Initial gate logit. Defaults to 3.0.
+        cdcp (BlockCDCP, optional): pruned widths and gates of this
+            block; None: upstream's widths, no gates.
         **kwargs: upstream arguments (``qkv_bias``, ``qk_scale``,
             ``attn_drop``, ``proj_drop``, ``init_cfg``).
     """
@@ -48,27 +41,10 @@ class PrunedWindowMSA(WindowMSA):
                  embed_dims: int,
                  window_size,
                  num_heads: int,
-                 qk_dims: Optional[int] = None,
-                 v_dims: Optional[int] = None,
-                 gated: bool = False,
-                 gate_init: float = 3.0,
+                 cdcp: Optional[BlockCDCP] = None,
                  **kwargs):
         super().__init__(embed_dims, window_size, num_heads, **kwargs)
-        self.head_dims = embed_dims // num_heads
-        self.qk_dims = qk_dims or self.head_dims
-        self.v_dims = v_dims or self.head_dims
-        if (self.qk_dims, self.v_dims) != (self.head_dims, self.head_dims):
-            h = num_heads
-            self.qkv = nn.Linear(
-                embed_dims,
-                h * (2 * self.qk_dims + self.v_dims),
-                bias=self.qkv.bias is not None)
-            self.proj = nn.Linear(h * self.v_dims, embed_dims)
-        if gated:
-            self.qk_gate = ChannelGate(self.qk_dims, gate_init)
-            self.v_gate = ChannelGate(self.v_dims, gate_init)
-        else:
-            self.qk_gate = self.v_gate = None
+        self.init_widths(embed_dims, embed_dims, cdcp)
 
     def relative_bias(self, anchor: Optional[Tensor] = None) -> Tensor:
         """The relative-position bias.
@@ -112,10 +88,7 @@ class PrunedWindowMSA(WindowMSA):
         """
         BnW, N, _ = x.shape
         h, dv = self.num_heads, self.v_dims
-        q, k, v = split_qkv(self.qkv(x), h, self.qk_dims, dv)
-        if self.qk_gate is not None:
-            q = self.qk_gate(q)  # a 0/1 mask: q*m . k == q*m . k*m
-            v = self.v_gate(v)
+        q, k, v = self.gated_qkv(x)
         if attn_bias is None:
             attn_bias = self.relative_bias().unsqueeze(0).to(q.dtype)
             if mask is not None:  # windows of one image are consecutive

@@ -26,7 +26,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..ops import ChannelGate, head_channel_index
+from ...ops import ChannelGate, head_channel_index
+from .gated_layers import ffn_gate
 
 __all__ = ['init_gates_by_magnitude', 'magnitude_scores']
 
@@ -37,13 +38,12 @@ def _rows_l1(weight: Tensor, rows: Tensor, num_heads: int) -> Tensor:
 
 
 def _encoder_layers(backbone: nn.Module) -> List[Tuple]:
-    """``(attention, ffn, ffn gate)`` of every encoder layer; a Swin
-    block's attention is ``attn.w_msa``."""
-    if hasattr(backbone, 'stages'):  # PrunedSwinTransformer
-        return [(b.attn.w_msa, b.ffn, b.ffn_gate) for s in backbone.stages
-                for b in s.blocks]
-    return [(layer.attn, layer.ffn, getattr(layer, 'ffn_gate', None))
-            for layer in getattr(backbone, 'layers', [])]
+    """``(attention, ffn, ffn gate)`` of every block of a CDCP backbone."""
+    if not hasattr(backbone, 'cdcp_blocks'):
+        raise TypeError(f'{type(backbone).__name__} is not a CDCP backbone '
+                        '(PrunedVisionTransformer, PrunedSwinTransformer).')
+    return [(attn, ffn, ffn_gate(ffn))
+            for _, attn, _, ffn in backbone.cdcp_blocks()]
 
 
 @torch.no_grad()

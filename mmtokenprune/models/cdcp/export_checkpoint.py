@@ -8,7 +8,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import load_checkpoint
 
-from ..ops import PruneSpec
+from ...ops import PruneSpec
 
 __all__ = ['export_checkpoint']
 

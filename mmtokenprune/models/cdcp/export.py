@@ -1,67 +1,21 @@
-"""CDCP for mm modules: budget (differentiable FLOPs) and export (slicing).
+"""CDCP export: slice gated modules into a genuinely smaller dense model.
 
 Works on any attention with ``qkv``/``proj`` laid out head by head and
-``qk_gate``/``v_gate`` gates (:class:`PrunedMultiheadAttention`, the Swin
-window attention) and on mmcv's two-layer ``FFN`` with a gate after the
-activation. Export turns gated modules into the widths of a
-:class:`~mmtokenprune.ops.PruneSpec` and sliced tensors under the same
-state_dict keys.
+``qk_gate``/``v_gate`` gates (:class:`~.gated_layers.GatedQKV`) and on
+mmcv's two-layer ``FFN`` with a gate after the activation. Gated modules
+become the widths of a :class:`~mmtokenprune.ops.PruneSpec` and sliced
+tensors under the same state_dict keys.
 """
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..ops import ChannelGate, LayerDims, head_channel_index, slice_linear
+from ...ops import ChannelGate, LayerDims, head_channel_index, slice_linear
+from .gated_layers import ffn_gate
 
-__all__ = [
-    'attention_flops', 'ffn_flops', 'soft_width', 'export_attention',
-    'export_ffn', 'export_blocks', 'budget_loss', 'compression_losses'
-]
-
-
-def soft_width(gate: Optional[ChannelGate], full: int):
-    """Differentiable kept-channel count of a gate (``full`` without one)."""
-    return full if gate is None else gate.keep_prob()
-
-
-def attention_flops(num_tokens: int, embed_dims: int, num_heads: int,
-                    qk_dims, v_dims, keys: Optional[int] = None):
-    """Multiply-accumulates of ``qkv``, ``q @ k``, ``attn @ v`` and ``proj``.
-
-    Args:
-        num_tokens (int): query tokens.
-        keys (int, optional): key tokens per query (window area for Swin).
-            Defaults to ``num_tokens``.
-    """
-    keys = num_tokens if keys is None else keys
-    linear = num_tokens * embed_dims * num_heads * (2 * qk_dims + 2 * v_dims)
-    return linear + num_tokens * keys * num_heads * (qk_dims + v_dims)
-
-
-def ffn_flops(num_tokens: int, embed_dims: int, ffn_dims):
-    return 2 * num_tokens * embed_dims * ffn_dims
-
-
-def budget_loss(ratio: Tensor, target: float) -> Tensor:
-    """Squared excess of the kept FLOPs fraction over ``target``."""
-    return (ratio - target).clamp(min=0).pow(2)
-
-
-def compression_losses(flops_ratio: Callable[[], Tensor],
-                       channel_cfg) -> Dict[str, Tensor]:
-    """A backbone's CDCP budget loss (empty without gates).
-
-    Args:
-        flops_ratio (callable): returns the differentiable kept fraction of
-            encoder FLOPs; called only when gated.
-        channel_cfg (ChannelCfg): the backbone's parsed ``channel_cfg``.
-    """
-    if not channel_cfg.gated:
-        return {}
-    loss = budget_loss(flops_ratio(), channel_cfg.flops_target)
-    return dict(loss_cdcp_budget=channel_cfg.loss_weight * loss)
+__all__ = ['export_attention', 'export_ffn', 'export_blocks']
 
 
 def _kept(gate: Optional[ChannelGate], full: int, device) -> Tensor:
@@ -105,10 +59,8 @@ def export_ffn(ffn: nn.Module) -> Tuple[int, Dict[str, Tensor]]:
     Returns:
         tuple: ``(ffn_dims, tensors)`` keyed like the FFN's state_dict.
     """
-    first, fc2 = ffn.layers[0], ffn.layers[1]
-    fc1 = first[0]
-    gate = first[-1] if isinstance(first[-1], ChannelGate) else None
-    keep = _kept(gate, fc1.out_features, fc1.weight.device)
+    fc1, fc2 = ffn.layers[0][0], ffn.layers[1]
+    keep = _kept(ffn_gate(ffn), fc1.out_features, fc1.weight.device)
     out = {}
     out['layers.0.0.weight'], bias = slice_linear(
         fc1.weight, fc1.bias, out_idx=keep)

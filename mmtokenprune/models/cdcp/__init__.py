@@ -1,0 +1,28 @@
+"""CDCP (CAIT's consistent dynamic channel pruning; our reading).
+
+Everything CDCP is in this package, except the pure-torch mechanics in
+:mod:`mmtokenprune.ops` (``channel.py``: gates and slicing;
+``prune_spec.py``: the exported widths):
+
+- ``channel_cfg.py``: the backbone's ``channel_cfg``;
+- ``gated_layers.py``: gated Q/K/V widths of an attention, the MLP gate;
+- ``budget.py``: differentiable FLOPs and the budget loss;
+- ``backbone.py``: the backbone mixin (spec, budget, export);
+- ``export.py``, ``export_checkpoint.py``: slicing a gated model, and a
+  gated checkpoint on disk;
+- ``magnitude_init.py``: training-free gates from weight magnitudes.
+"""
+from .backbone import LOSS_OWNERS, CDCPBackbone
+from .budget import attention_flops, budget_loss, ffn_flops, soft_width
+from .channel_cfg import BlockCDCP, ChannelCfg
+from .export import export_attention, export_blocks, export_ffn
+from .export_checkpoint import export_checkpoint
+from .gated_layers import GatedQKV, add_ffn_gate, ffn_gate
+from .magnitude_init import init_gates_by_magnitude, magnitude_scores
+
+__all__ = [
+    'LOSS_OWNERS', 'CDCPBackbone', 'attention_flops', 'budget_loss',
+    'ffn_flops', 'soft_width', 'BlockCDCP', 'ChannelCfg', 'export_attention',
+    'export_blocks', 'export_ffn', 'export_checkpoint', 'GatedQKV',
+    'add_ffn_gate', 'ffn_gate', 'init_gates_by_magnitude', 'magnitude_scores'
+]

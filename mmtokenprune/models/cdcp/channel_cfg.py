@@ -1,0 +1,83 @@
+"""``channel_cfg``: checked once, at construction."""
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+__all__ = ['ChannelCfg', 'BlockCDCP']
+
+
+@dataclass(frozen=True)
+class BlockCDCP:
+    """CDCP settings of one block, handed to its attention and MLP.
+
+    Attributes:
+        qk_dims (int, optional): Q/K channels per head (same in every head);
+            None keeps ``embed_dims // num_heads``.
+        v_dims (int, optional): V channels per head; None keeps them all.
+        ffn_dims (int, optional): MLP hidden channels; None keeps them all.
+        gated (bool): add CDCP gates. Defaults to False.
+        gate_init (float): initial gate logit. Defaults to 3.0.
+    """
+    qk_dims: Optional[int] = None
+    v_dims: Optional[int] = None
+    ffn_dims: Optional[int] = None
+    gated: bool = False
+    gate_init: float = 3.0
+
+
+@dataclass(frozen=True)
+class ChannelCfg:
+    """Parsed ``channel_cfg``: a prune spec to build from and/or gates.
+
+    Defaults are the recipe of our CamVid and CIFAR-10 fine-tunes: keep 70%
+    of the encoder FLOPs, budget loss weight 2, gates opened at logit 3.
+    """
+    spec: Optional[object] = None
+    gated: bool = False
+    flops_target: float = 0.7
+    loss_weight: float = 2.0
+    gate_init: float = 3.0
+
+    ALLOWED = ('type', 'spec', 'flops_target', 'loss_weight', 'gate_init')
+    TYPES = ('CDCP', )
+
+    @classmethod
+    def parse(cls, cfg: Optional[Dict],
+              key: str = 'channel_cfg') -> 'ChannelCfg':
+        if cfg is None:
+            return cls()
+        if not isinstance(cfg, dict):
+            raise TypeError(f'`{key}` must be a dict or None; got {cfg!r}.')
+        unknown = sorted(set(cfg) - set(cls.ALLOWED))
+        if unknown:
+            raise ValueError(f'`{key}` has unknown keys {unknown}; allowed: '
+                             f'{list(cls.ALLOWED)}.')
+        kind = cfg.get('type')
+        if kind is not None and kind not in cls.TYPES:
+            raise ValueError(f'`{key}.type` must be one of '
+                             f'{list(cls.TYPES)} (or absent with a `spec`); '
+                             f'got {kind!r}.')
+        if kind is None and cfg.get('spec') is None:
+            raise ValueError(f"`{key}` needs `type='CDCP'` (train gates) "
+                             'and/or `spec` (build a pruned model).')
+        target = cfg.get('flops_target', cls.flops_target)
+        if not isinstance(target, (int, float)) or not 0 < target <= 1:
+            raise ValueError(f'`{key}.flops_target` must be in (0, 1]; got '
+                             f'{target!r}.')
+        return cls(
+            spec=cfg.get('spec'),
+            gated=kind is not None,
+            flops_target=float(target),
+            loss_weight=float(cfg.get('loss_weight', cls.loss_weight)),
+            gate_init=float(cfg.get('gate_init', cls.gate_init)))
+
+    @property
+    def enabled(self) -> bool:
+        return self.gated or self.spec is not None
+
+    def describe(self) -> str:
+        parts = []
+        if self.spec is not None:
+            parts.append('pruned widths from a spec')
+        if self.gated:
+            parts.append(f'CDCP gates (flops_target={self.flops_target})')
+        return ', '.join(parts) or 'no channel pruning'

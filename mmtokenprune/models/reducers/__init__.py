@@ -1,0 +1,11 @@
+"""Token reducers: one registered class each, for ViT and Swin alike.
+
+Importing this package registers every reducer in
+:data:`~mmtokenprune.registry.TOKEN_REDUCERS`; a backbone's ``token_cfg``
+names one by ``type`` (:class:`TokenCfg`).
+"""
+from .base import TokenReducer
+from .matching import ATME, ToMe
+from .token_cfg import TokenCfg, reducer_types
+
+__all__ = ['TokenReducer', 'ATME', 'ToMe', 'TokenCfg', 'reducer_types']

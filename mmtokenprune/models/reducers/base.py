@@ -1,0 +1,196 @@
+"""The contract every token reducer fulfils, for ViT and Swin alike.
+
+A reducer is one registered :class:`TokenReducer` subclass, built once per
+reducing layer from the backbone's ``token_cfg``. It plans a reduction
+step, a :class:`~mmtokenprune.ops.MergePlan`, in two settings:
+
+- a token sequence (:class:`PrunedVisionTransformer`): :meth:`plan` gets the
+  per-token metric and the :class:`~mmtokenprune.ops.TokenMap` of the
+  current tokens;
+- a batch of windows (:class:`PrunedSwinTransformer`): the reducer names
+  its sources and destinations per window (:meth:`window_roles`, fixed:
+  every Swin block starts from intact windows) and scores them
+  (:meth:`window_scores`); shift regions, padding and the plan itself are
+  the shared part (:mod:`mmtokenprune.ops.window_merge`).
+
+Options of its own are class attributes listed in ``options`` (name ->
+default); ``token_cfg`` keys that are not common schedule keys reach the
+reducer, which refuses unknown ones by name. Backbones never branch on the
+reducer's type, so adding one is writing one class and registering it.
+Nothing is stored during a forward.
+"""
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from ...ops import MergePlan, TokenMap, merge_tokens
+from ...ops.schedule import Step
+from ...ops.window_merge import (max_window_r, window_merge_plan,
+                                 window_token_counts)
+
+__all__ = ['TokenReducer']
+
+
+class TokenReducer(nn.Module):
+    """Base of token reducers (one instance per reducing layer).
+
+    Subclasses implement :meth:`plan`, :meth:`window_roles` and
+    :meth:`window_scores`, and list their own options in ``options``.
+
+    Args:
+        step (Step): how many tokens this layer removes.
+        index (int): position of this layer among the reducing layers.
+        num_extra_tokens (int): leading tokens (cls, dist) left untouched.
+            Defaults to 0.
+        key (str): config key named in errors. Defaults to 'token_cfg'.
+        **options: the reducer's own options (see ``options``).
+    """
+
+    #: The reducer's own ``token_cfg`` keys and their defaults.
+    options: Dict[str, Any] = {}
+
+    def __init__(self,
+                 step: Step,
+                 index: int,
+                 num_extra_tokens: int = 0,
+                 key: str = 'token_cfg',
+                 **options):
+        super().__init__()
+        self.check_options(options, key)
+        self.step = step
+        self.index = index
+        self.num_extra_tokens = num_extra_tokens
+        self.key = key
+        for name, default in self.options.items():
+            setattr(self, name, options.get(name, default))
+
+    @classmethod
+    def check_options(cls, options: Dict, key: str = 'token_cfg') -> None:
+        """Refuse options this reducer does not have, naming them.
+
+        Raises:
+            ValueError: for unknown option names.
+        """
+        unknown = sorted(set(options) - set(cls.options))
+        if unknown:
+            from .token_cfg import TokenCfg
+            raise ValueError(
+                f'`{key}` has unknown keys {unknown} for '
+                f"type='{cls.__name__}'; allowed: {list(TokenCfg.COMMON)} "
+                f'and its own {sorted(cls.options)}.')
+
+    # ------------------------------------------------------ token sequence
+    def plan(self, metric: Tensor, tokens: TokenMap, r: int) -> MergePlan:
+        """Plan removing ``r`` of the current patch tokens.
+
+        Args:
+            metric (Tensor): ``(B, N, d)`` features to compare (attention
+                keys averaged over heads).
+            tokens (TokenMap): the map of the ``N`` current tokens.
+            r (int): tokens to remove.
+
+        Returns:
+            MergePlan: from ``N`` to ``N - r`` tokens.
+        """
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, keys: Tensor,
+                tokens: TokenMap) -> Tuple[Tensor, TokenMap]:
+        """Reduce the patch tokens of a sequence by this layer's step.
+
+        Args:
+            x (Tensor): ``(B, E + N, C)`` tokens, extra tokens first.
+            keys (Tensor): ``(B, heads, E + N, d)`` attention keys.
+            tokens (TokenMap): map of the ``N`` patch tokens.
+
+        Returns:
+            tuple[Tensor, TokenMap]: ``(B, E + N - r, C)`` and the new map.
+        """
+        E = self.num_extra_tokens
+        patches = x[:, E:]
+        r = self.step.num_removed(patches.shape[1], self.key)
+        if r == 0:
+            return x, tokens
+        plan = self.plan(keys[:, :, E:].mean(dim=1), tokens, r)
+        patches = merge_tokens(patches, plan, tokens.size)
+        return torch.cat([x[:, :E], patches], dim=1), tokens.apply(plan)
+
+    # ------------------------------------------------------------- windows
+    def window_roles(self, window_size: int,
+                     device: Optional[torch.device] = None
+                     ) -> Tuple[Tensor, Tensor]:
+        """Sources and destinations of one ``ws x ws`` window.
+
+        Returns:
+            tuple[Tensor, Tensor]: ``src_idx`` ``(Ns, )`` and ``dst_idx``
+            ``(Nd, )`` cell indices.
+        """
+        raise NotImplementedError
+
+    def window_scores(self, metric: Tensor, src_idx: Tensor,
+                      dst_idx: Tensor) -> Tensor:
+        """``(B * nW, Ns, Nd)`` scores of sources against destinations.
+
+        Args:
+            metric (Tensor): ``(B * nW, ws * ws, d)`` window features.
+            src_idx, dst_idx (Tensor): :meth:`window_roles`.
+        """
+        raise NotImplementedError
+
+    def window_r(self, window_size: int, where: str) -> int:
+        """Tokens this reducer merges per ``ws x ws`` window (checked).
+
+        Raises:
+            ValueError: naming ``where`` when the window is too small.
+        """
+        area = window_size * window_size
+        where = f'{where} (window {window_size}x{window_size} = {area} ' \
+            'tokens)'
+        if self.step.r is not None and self.step.r >= area:
+            raise ValueError(f'`{self.key}.r`: r={self.step.r} at {where} '
+                             'must be smaller than the window area (and at '
+                             f'most half of it, {area // 2}).')
+        return self.step.num_removed(area, key=f'{self.key} ({where})')
+
+    @torch.no_grad()
+    def window_plan(self,
+                    metric: Tensor,
+                    r: int,
+                    labels: Optional[Tensor] = None) -> MergePlan:
+        """Plan merging ``r`` tokens in every window.
+
+        Args:
+            metric (Tensor): ``(B * nW, ws * ws, d)`` window features.
+            r (int): tokens merged per window.
+            labels (Tensor, optional): ``(nW, ws * ws)`` cell labels of
+                :func:`~mmtokenprune.ops.window.window_labels`; None when
+                every cell may merge with every other.
+
+        Returns:
+            MergePlan: from ``ws * ws`` to ``ws * ws - r`` tokens per window
+            (fewer merged where labels leave some window fewer pairs; see
+            :func:`~mmtokenprune.ops.window_merge.window_merge_plan`).
+        """
+        ws = int(round(metric.shape[1]**0.5))
+        src_idx, dst_idx = self.window_roles(ws, metric.device)
+        scores = self.window_scores(metric, src_idx, dst_idx)
+        return window_merge_plan(scores, src_idx, dst_idx, r, labels)
+
+    def window_token_counts(self, labels: Tensor, r: int) -> Tuple[int, int]:
+        """``r`` as merged and the non-padding tokens left, for one image
+        of this window layout (see
+        :func:`~mmtokenprune.ops.window_merge.window_token_counts`)."""
+        ws = int(round(labels.shape[1]**0.5))
+        return window_token_counts(labels, r,
+                                   *self.window_roles(ws, labels.device))
+
+    def max_window_r(self, window_size: int, shift: int = 0) -> int:
+        """The ``r`` that every window of every input allows."""
+        return max_window_r(window_size, *self.window_roles(window_size),
+                            shift)
+
+    def extra_repr(self) -> str:
+        opts = ''.join(f', {k}={getattr(self, k)!r}' for k in self.options)
+        return f'step={self.step}, index={self.index}{opts}'

@@ -1,0 +1,54 @@
+"""ATME and ToMe: reducers that fold matched tokens into others."""
+from ...ops import atme_plan, tome_plan
+from ...ops.window_matching import (atme_window_roles, atme_window_scores,
+                                    tome_window_roles, tome_window_scores)
+from ...registry import TOKEN_REDUCERS
+from .base import TokenReducer
+
+__all__ = ['ATME', 'ToMe']
+
+
+@TOKEN_REDUCERS.register_module()
+class ToMe(TokenReducer):
+    """ToMe bipartite soft matching, the training-free baseline.
+
+    `Token Merging: Your ViT but Faster <https://arxiv.org/abs/2210.09461>`_.
+    Sequence: alternating split, any pair may match. Windows: a
+    checkerboard split.
+    """
+
+    def plan(self, metric, tokens, r):
+        return tome_plan(metric, r)
+
+    def window_roles(self, window_size, device=None):
+        return tome_window_roles(window_size, device)
+
+    def window_scores(self, metric, src_idx, dst_idx):
+        return tome_window_scores(metric, src_idx, dst_idx)
+
+
+@TOKEN_REDUCERS.register_module()
+class ATME(TokenReducer):
+    """Asymmetric merging of neighbouring tokens (CAIT; our reading).
+
+    `CAIT <https://arxiv.org/abs/2309.15755>`_ names ATME and says it merges
+    neighbouring tokens while preserving the spatial structure; the method
+    section is not available, so the rules are ours: see
+    :func:`mmtokenprune.ops.atme_plan` (sequence) and
+    :mod:`mmtokenprune.ops.window_matching` (windows). Even reducing layers
+    pair along W, odd ones along H.
+    """
+
+    @property
+    def axis(self) -> int:
+        """Pairing axis of this layer: 1 (W) for even, 0 (H) for odd."""
+        return 1 if self.index % 2 == 0 else 0
+
+    def plan(self, metric, tokens, r):
+        return atme_plan(metric, tokens, r, axis=self.axis)
+
+    def window_roles(self, window_size, device=None):
+        return atme_window_roles(window_size, self.axis, device)
+
+    def window_scores(self, metric, src_idx, dst_idx):
+        return atme_window_scores(metric, src_idx, dst_idx, self.axis)
