@@ -46,3 +46,18 @@ def test_config_builds_and_runs(path):
     losses = getattr(model.backbone, 'compression_losses', dict)()
     if cfg.model.backbone.get('channel_cfg'):
         assert 'loss_cdcp_budget' in losses
+    if getattr(model.backbone, 'channel_cfg', None) and \
+            model.backbone.channel_cfg.gated:  # a model adds the budget
+        assert model.backbone.loss_owner == cfg.model.type.split('.')[-1]
+    # presets are deltas of `model`, not top-level variables that do nothing
+    assert not {'token_cfg', 'channel_cfg', 'gate_paramwise'} & set(cfg)
+
+
+def test_cfg_options_reach_the_reducer():
+    cfg = Config.fromfile(
+        str(ROOT / 'configs/camvid/atme_deit-t16_fcn_1xb4-4k_camvid-256x256.py'))
+    cfg.merge_from_dict({'model.backbone.token_cfg.keep_ratio': 0.5})
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    steps = [s for s in model.backbone.token_cfg.schedule if s is not None]
+    assert [s.keep_ratio for s in steps] == [0.5, 0.5]

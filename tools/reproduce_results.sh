@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 W=${WORK:-work_dirs}
 SWEEP_OPTS=(--repeats 7 --warmup 1 --threads 1 --clock cpu)
-ATME_DEFAULT='ATME:keep_ratio=0.75,layers=0/3'  # configs/_base_/compress/atme.py
+ATME_DEFAULT='ATME:keep_ratio=0.75,layers=0/3'  # token_cfg of configs/camvid/atme_*
 
 SEG_CFG=configs/camvid/deit-t16_fcn_1xb4-4k_camvid-256x256.py
 BASE=$W/camvid_deit-t16_4k/iter_4000.pth

@@ -6,15 +6,15 @@
 # (logits +-3); fine-tuning then trains weights and gates together under
 # the budget loss. load_from=BASELINE.pth works too (all gates open). The
 # schedule is the unpruned control's (./deit-t16_fcn_1xb4-1k-ft_*).
-_base_ = [
-    './deit-t16_fcn_1xb4-1k-ft_camvid-256x256.py',
-    '../_base_/compress/atme.py', '../_base_/compress/cdcp.py'
-]
+# ATME: the default schedule; CDCP: the ChannelCfg defaults (keep 70% of
+# encoder FLOPs, budget loss weight 2).
+_base_ = './deit-t16_fcn_1xb4-1k-ft_camvid-256x256.py'
 
 model = dict(
     type='mmtokenprune.PrunedEncoderDecoder',  # adds the budget loss
     backbone=dict(
-        token_cfg={{_base_.token_cfg}}, channel_cfg={{_base_.channel_cfg}}))
+        token_cfg=dict(type='ATME', keep_ratio=0.75, layers=[0, 3]),
+        channel_cfg=dict(type='CDCP')))
 # Gate logits get 5x the fine-tuning rate (no decay), so they can still
 # move by a few units in 1k steps.
 optim_wrapper = dict(

@@ -3,15 +3,13 @@
 #   python tools/init_cdcp_gates.py THIS_CONFIG CLASSIFIER.pth --out INIT.pth
 #   python tools/train.py THIS_CONFIG --cfg-options load_from=INIT.pth
 #   python tools/export_pruned.py THIS_CONFIG FINETUNED.pth --out-dir DIR
-_base_ = [
-    './deit-t16_1xb64-600it_cifar10-128px.py', '../_base_/compress/atme.py',
-    '../_base_/compress/cdcp.py'
-]
+_base_ = './deit-t16_1xb64-600it_cifar10-128px.py'
 
 model = dict(
     type='mmtokenprune.PrunedImageClassifier',
     backbone=dict(
-        token_cfg={{_base_.token_cfg}}, channel_cfg={{_base_.channel_cfg}}))
+        token_cfg=dict(type='ATME', keep_ratio=0.75, layers=[0, 3]),
+        channel_cfg=dict(type='CDCP')))
 # A fifth of the from-scratch rate; gate logits 5x that, no decay.
 optim_wrapper = dict(
     optimizer=dict(lr=2e-4),

@@ -1,9 +1,9 @@
-_base_ = [
-    './atme_deit-small_4xb256_in1k.py', '../_base_/compress/cdcp.py'
-]
+# ATME + CDCP on DeiT-S (ChannelCfg defaults: keep 70% of encoder FLOPs).
+_base_ = './atme_deit-small_4xb256_in1k.py'
 
 model = dict(
-    # ImageClassifier + the backbone's CDCP budget loss.
-    type='mmtokenprune.PrunedImageClassifier',
-    backbone=dict(channel_cfg={{_base_.channel_cfg}}))
-optim_wrapper = dict(paramwise_cfg={{_base_.gate_paramwise}})
+    type='mmtokenprune.PrunedImageClassifier',  # adds the budget loss
+    backbone=dict(channel_cfg=dict(type='CDCP')))
+# Gate logits get no weight decay (decay would push every gate shut).
+optim_wrapper = dict(
+    paramwise_cfg=dict(custom_keys={'.logits': dict(decay_mult=0.)}))
