@@ -4,6 +4,7 @@ Tiny models only; nothing here is timed (timings are the tools' job).
 """
 import csv
 import importlib.util
+import os
 import os.path as osp
 
 import numpy as np
@@ -12,13 +13,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.analysis import FlopAnalyzer
+from test_measure import other_thread_count, spy_timer
 
 import mmtokenprune  # noqa: F401  (before mmseg: mmcv-lite fallbacks)
 from mmtokenprune.analysis import (count_flops, draw_merge_regions,
                                    flop_analyzer)
 from mmtokenprune.models import PrunedVisionTransformer
-from mmtokenprune.models.cdcp_init import (init_gates_by_magnitude,
-                                           magnitude_scores)
+from mmtokenprune.models.cdcp import (init_gates_by_magnitude,
+                                      magnitude_scores)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BASELINE_CFG = osp.join(REPO, 'configs', 'ade20k',
@@ -227,13 +229,13 @@ def _tiny_settings(cfg, cdcp=True):
         'model.backbone.token_cfg.type=ATME',
         'model.backbone.token_cfg.keep_ratio=0.8'
     ]
-    cdcp = [
+    gates = [
         'model.backbone.channel_cfg.type=CDCP',
         'model.backbone.channel_cfg.flops_target=0.6',
         'model.type=mmtokenprune.PrunedEncoderDecoder'
     ]
     out = ['--setting', 'base', cfg, '--setting', 'atme', cfg, *atme]
-    return out + (['--setting', 'atme-cdcp', cfg, *atme, *cdcp]
+    return out + (['--setting', 'atme-cdcp', cfg, *atme, *gates]
                   if cdcp else [])
 
 
@@ -244,27 +246,40 @@ def _load_tool(name, path):
     return module
 
 
-def test_benchmark_tool_writes_table(tmp_path):
+def test_benchmark_tool_writes_table(tmp_path, monkeypatch):
     tool = _load_tool('benchmark_tool',
                       osp.join(REPO, 'tools', 'analysis', 'benchmark.py'))
     out, out_csv = tmp_path / 'r.md', tmp_path / 'r.csv'
+    seen = spy_timer(monkeypatch)
+    monkeypatch.setattr(os, 'getloadavg', lambda: (4.5, 0, 0))
+    threads, before = other_thread_count(), torch.get_num_threads()
     table = tool.main(
         _tiny_settings(_tiny_config(tmp_path)) + [
             '--image-size', '64', '64', '--batch-sizes', '1', '2', '--repeats',
             '1', '--warmup', '0', '--out',
             str(out), '--csv',
-            str(out_csv)
+            str(out_csv), '--clock', 'cpu', '--threads',
+            str(threads)
         ])
+    # --clock and --threads reach the timer: 3 settings x 2 batches x 2
+    # parts x 1 repeat, two clock reads each.
+    assert seen['clock'] == [('cpu', threads)] * 24
+    assert torch.get_num_threads() == before
     assert out.read_text() == table
     for column in ('setting', 'params (M)', 'backbone GFLOPs', 'model GFLOPs',
                    'backbone ms b1', 'backbone ms b2', 'model ms b1',
                    'model ms b2', 'backbone speed-up b1',
                    'backbone speed-up b2', 'FLOPs reduction', 'efficiency b1',
-                   'efficiency b2'):
+                   'efficiency b2', 'load avg'):
         assert f' {column} |' in table
-    assert 'Machine: ' in table
+    assert 'Machine: ' in table and f'torch {threads} threads' in table
+    assert 'process CPU time' in table
     rows = list(csv.DictReader(open(out_csv)))
     assert [r['setting'] for r in rows] == ['base', 'atme', 'atme-cdcp']
+    assert {float(r['load avg']) for r in rows} == {4.5}
+    assert all(
+        line.endswith(' 4.5 |') for line in table.splitlines()
+        if line.startswith('| atme'))
     base, atme, cdcp = rows
     assert float(base['FLOPs reduction']) == 1
     assert 1 < float(atme['FLOPs reduction']) < float(cdcp['FLOPs reduction'])
@@ -273,11 +288,18 @@ def test_benchmark_tool_writes_table(tmp_path):
     assert 'encoder FLOPs kept 0.6' in table
 
 
-def test_demo_quick(tmp_path):
+def test_demo_quick(tmp_path, monkeypatch):
     demo = _load_tool('demo_tool', osp.join(REPO, 'tools', 'demo.py'))
-    outputs = demo.main(['--quick', '--out-dir',
-                         str(tmp_path / 'demo')] +
-                        _tiny_settings(_tiny_config(tmp_path), cdcp=False))
+    seen = spy_timer(monkeypatch)
+    threads = other_thread_count()
+    outputs = demo.main([
+        '--quick', '--out-dir',
+        str(tmp_path / 'demo'), '--clock', 'cpu', '--threads',
+        str(threads)
+    ] + _tiny_settings(_tiny_config(tmp_path), cdcp=False))
+    # The demo's options reach the timer through the benchmark: 2 settings
+    # x batch 1 x 2 parts x 1 repeat, two clock reads each.
+    assert seen['clock'] == [('cpu', threads)] * 8
     from PIL import Image
     for key in ('regions', 'regions_fill'):
         assert Image.open(outputs[key]).size[0] > 300

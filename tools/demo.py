@@ -6,7 +6,9 @@ from weight magnitudes, exported to the smaller dense model) -- prints
 params, GFLOPs and measured latency (batch 1) side by side, and draws
 ATME's merge regions over a photo that scikit-image ships (after each
 merging layer, or after layers 2/5/8/11 when more than four merge). It
-reuses ``tools/analysis/benchmark.py`` for everything measured.
+reuses ``tools/analysis/benchmark.py`` for everything measured (one
+measuring path, ``mmtokenprune.analysis.measure``, so ``--threads``,
+``--clock``, ``--device`` and ``--dtype`` reach the timer as there).
 
 No weights exist offline, so the backbone is randomly initialised: FLOPs
 and latency do not depend on the weights; the merge regions follow patch
@@ -31,7 +33,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-import mmtokenprune  # noqa: F401  (before mmseg: mmcv-lite fallbacks)
+import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
 from mmtokenprune.analysis import save_merge_figure
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -156,7 +158,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         'is not measured here.',
         flush=True)
     settings, _ = bench.run(bench.parse_args(bench_argv))
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    load, cores = settings[0].stats['load_avg'], os.cpu_count() or 1
     if load > cores:
         print(f'[demo] note: the CPU was busy (load {load:.1f} on {cores} '
               'cores); multi-threaded timings then stall on descheduled '

@@ -6,19 +6,23 @@ forward on CUDA, one input batch reused, the median over repeats reported.
 :func:`time_interleaved` times several models in turns (A B C A B C ...),
 so that drift of a shared machine (other jobs, clock changes) falls on all
 of them alike.
+Every option reaches the forward it describes: ``clock`` picks the
+function read around each forward, ``threads`` is set for the timed rounds
+only (and restored), ``dtype`` is the autocast around them and ``device``
+the place they are synchronised on.
 """
 import os
 import platform
 import statistics
 import time
-from contextlib import nullcontext
-from typing import Callable, Dict, List, Optional
+from contextlib import contextmanager, nullcontext
+from typing import Callable, Dict, Iterator, List, Optional
 
 import torch
 
 __all__ = [
-    'DTYPES', 'CLOCKS', 'device_name', 'autocast', 'time_forward',
-    'time_interleaved', 'measure_latency'
+    'DTYPES', 'CLOCKS', 'CLOCK_TEXT', 'device_name', 'autocast', 'num_threads',
+    'check_timing', 'time_forward', 'time_interleaved', 'measure_latency'
 ]
 
 DTYPES = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
@@ -71,6 +75,55 @@ def _sync(device: torch.device) -> None:
 
 
 CLOCKS = {'wall': time.perf_counter, 'cpu': time.process_time}
+# How each clock is named in a results table.
+CLOCK_TEXT = dict(
+    wall='wall-clock',
+    cpu=('process CPU time (with one thread: the latency without other '
+         "jobs' preemption)"))
+
+
+def _check_threads(threads: Optional[int]) -> None:
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f'threads must be a positive int or None; got '
+                         f'{threads!r}.')
+
+
+@contextmanager
+def num_threads(threads: Optional[int] = None) -> Iterator[None]:
+    """Run the body with ``threads`` torch CPU threads, then restore the
+    previous number (``None``: leave torch's setting as it is)."""
+    _check_threads(threads)
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def check_timing(device: str = 'cpu',
+                 dtype: str = 'fp32',
+                 clock: str = 'wall',
+                 threads: Optional[int] = None) -> None:
+    """Check the timing options before any work is done.
+
+    Args:
+        device, dtype, clock, threads: as :func:`time_interleaved`.
+
+    Raises:
+        ValueError: naming the bad option and the values it allows.
+    """
+    if clock not in CLOCKS:
+        raise ValueError(f'clock must be one of {list(CLOCKS)}; got '
+                         f'{clock!r}.')
+    if clock == 'cpu' and torch.device(device).type != 'cpu':
+        raise ValueError(f"clock='cpu' times CPU forwards only; use "
+                         f"clock='wall' on device {device!r}.")
+    autocast(device, dtype)  # checks dtype against the device
+    _check_threads(threads)
 
 
 def time_forward(fn: Callable[[], object],
@@ -87,11 +140,8 @@ def time_forward(fn: Callable[[], object],
             descheduled is not counted; with more threads it also counts
             their spinning). Defaults to 'wall'.
     """
-    if clock not in CLOCKS:
-        raise ValueError(f"clock must be 'wall' or 'cpu'; got {clock!r}.")
+    check_timing(device, clock=clock)
     device = torch.device(device)
-    if clock == 'cpu' and device.type != 'cpu':
-        raise ValueError("clock='cpu' times CPU forwards only.")
     now = CLOCKS[clock]
     _sync(device)
     start = now()
@@ -105,7 +155,8 @@ def time_interleaved(fns: Dict[str, Callable[[], object]],
                      warmup: int = 2,
                      device: str = 'cpu',
                      dtype: str = 'fp32',
-                     clock: str = 'wall') -> Dict[str, List[float]]:
+                     clock: str = 'wall',
+                     threads: Optional[int] = None) -> Dict[str, List[float]]:
     """Time several forwards in turns: ``warmup`` untimed rounds, then
     ``repeats`` rounds of A B C ...
 
@@ -119,6 +170,8 @@ def time_interleaved(fns: Dict[str, Callable[[], object]],
             Defaults to 'fp32'.
         clock (str): 'wall' or 'cpu', see :func:`time_forward`.
             Defaults to 'wall'.
+        threads (int, optional): torch CPU threads during warm-up and timed
+            rounds (restored after). Defaults to None: torch's setting.
 
     Returns:
         dict[str, list[float]]: name -> milliseconds of each timed round.
@@ -126,8 +179,10 @@ def time_interleaved(fns: Dict[str, Callable[[], object]],
     if repeats < 1 or warmup < 0:
         raise ValueError(f'need repeats >= 1 and warmup >= 0; got '
                          f'repeats={repeats}, warmup={warmup}.')
+    check_timing(device, dtype, clock, threads)
     times = {name: [] for name in fns}
-    with torch.inference_mode(), autocast(device, dtype):
+    with torch.inference_mode(), autocast(device, dtype), \
+            num_threads(threads):
         for _ in range(warmup):
             for fn in fns.values():
                 fn()
@@ -145,7 +200,8 @@ def measure_latency(model: torch.nn.Module,
                     device: str = 'cpu',
                     dtype: str = 'fp32',
                     inputs: Optional[torch.Tensor] = None,
-                    clock: str = 'wall') -> Dict:
+                    clock: str = 'wall',
+                    threads: Optional[int] = None) -> Dict:
     """Median forward latency of one model on a random image batch.
 
     Args:
@@ -155,6 +211,9 @@ def measure_latency(model: torch.nn.Module,
         repeats, warmup, device, dtype: as :func:`time_interleaved`.
         inputs (Tensor, optional): use this batch instead of a random one.
         clock (str): 'wall' or 'cpu', see :func:`time_forward`.
+            Defaults to 'wall'.
+        threads (int, optional): see :func:`time_interleaved`.
+            Defaults to None.
 
     Returns:
         dict: ``median_ms``, ``times_ms``, ``batch_size``, ``dtype``,
@@ -163,11 +222,13 @@ def measure_latency(model: torch.nn.Module,
     if inputs is None:
         inputs = torch.randn(batch_size, 3, *image_size, device=device)
     times = time_interleaved({'model': lambda: model(inputs)}, repeats, warmup,
-                             device, dtype, clock)['model']
+                             device, dtype, clock, threads)['model']
+    with num_threads(threads):
+        machine = device_name(device)
     return dict(
         median_ms=statistics.median(times),
         times_ms=times,
         batch_size=inputs.shape[0],
         dtype=dtype,
         clock=clock,
-        device=device_name(device))
+        device=machine)

@@ -5,7 +5,8 @@ Every setting is a config plus overrides, built with a random backbone
 it exports to (gates from weight magnitudes, training-free). The first
 setting is the reference: keep the baseline (reducers off, fused SDPA)
 first. Timings are interleaved across settings (A B C A B C ...) and
-reported as medians.
+reported as medians, with the load average of the machine beside each row
+(``mmtokenprune.analysis.measure``, shared with the sweep and the demo).
 
 Examples:
     # the three ADE20K DeiT-S UperNet configs, batch 1 and 8, on CPU
@@ -28,12 +29,13 @@ import os.path as osp
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import torch
 from mmengine.config import Config, DictAction
 
-import mmtokenprune  # noqa: F401  (before mmseg: mmcv-lite fallbacks)
-from mmtokenprune.analysis.benchmark import (Setting, benchmark, build_setting,
-                                             format_markdown, write_csv)
+import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
+from mmtokenprune.analysis.benchmark import Setting, build_setting
+from mmtokenprune.analysis.benchmark_report import format_markdown, write_csv
+from mmtokenprune.analysis.latency import check_timing
+from mmtokenprune.analysis.measure import measure
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ADE20K = osp.join(REPO, 'configs', 'ade20k')
@@ -114,9 +116,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--threads',
         type=int,
-        help='torch CPU threads (torch.set_num_threads); default: '
-        "torch's own. On a CPU shared with other jobs, 1 thread avoids "
-        'parallel small ops stalling on a descheduled thread')
+        help='torch CPU threads while timing (torch.set_num_threads); '
+        "default: torch's own. On a CPU shared with other jobs, 1 thread "
+        'avoids parallel small ops stalling on a descheduled thread')
     parser.add_argument(
         '--dtype',
         default='fp32',
@@ -138,6 +140,11 @@ def settings_from_args(args: argparse.Namespace) -> List:
     """Build the settings named on the command line (or the defaults)."""
     common = parse_overrides(args.cfg_options)
     specs = args.setting or [list(s) for s in PRESETS[args.preset]]
+    names = [spec[0] for spec in specs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f'--setting names must differ; given twice: '
+                         f'{twice}.')
     settings, loaded = [], {}
     for spec in specs:
         if len(spec) < 2:
@@ -159,12 +166,12 @@ def run(args: argparse.Namespace) -> Tuple[List[Setting], str]:
         tuple[list[Setting], str]: the measured settings and the markdown
         table (also printed).
     """
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    check_timing(args.device, args.dtype, args.clock, args.threads)
     settings = settings_from_args(args)
     image_size = tuple(args.image_size)
-    benchmark(
-        settings,
+    models = {s.name: s.model for s in settings}
+    stats = measure(
+        models,
         image_size=image_size,
         batch_sizes=args.batch_sizes,
         parts=args.parts,
@@ -173,9 +180,12 @@ def run(args: argparse.Namespace) -> Tuple[List[Setting], str]:
         device=args.device,
         dtype=args.dtype,
         clock=args.clock,
+        threads=args.threads,
         log=lambda msg: print(msg, flush=True))
-    table = format_markdown(settings, args.device, args.dtype, args.repeats,
-                            image_size, args.clock)
+    for s in settings:
+        s.stats.update(stats[s.name])
+    table = format_markdown(settings, args.dtype, args.repeats, image_size,
+                            args.clock)
     print(table, flush=True)
     for path in (args.out, args.csv):
         if path and osp.dirname(path):
