@@ -1,7 +1,7 @@
-"""Helpers of ``tools/``: building Runners (:mod:`.launch`) and exporting
-pruned checkpoints (:mod:`.export`).
+"""Helpers of ``tools/`` that build and run mm models (:mod:`.launch`:
+parsers, configs and Runners of ``tools/train.py`` and ``tools/test.py``).
 
-Both enter mm code, so importing this package applies the environment
+They enter mm code, so importing this package applies the environment
 fixes (:mod:`mmtokenprune.compat`) first. Submodules are imported on
 demand (``from mmtokenprune.utils.launch import ...``).
 """
