@@ -8,14 +8,15 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 from PIL import Image
+from test_measure import other_thread_count, spy_timer
 from test_tools import PLAIN_BACKBONE as BACKBONE
 from test_tools import load_tool, tiny_seg_config
 
 import mmtokenprune.analysis.sweep as sweep_mod
-from mmtokenprune.analysis.sweep import parse_setting
 from mmtokenprune.analysis.sweep_report import short_label
+from mmtokenprune.analysis.sweep_settings import parse_setting
 from mmtokenprune.ops import ChannelGate
-from mmtokenprune.utils.export import export_checkpoint
+from mmtokenprune.models.cdcp import export_checkpoint
 
 CLASSES = ('Sky', 'Building', 'Pole', 'Road', 'Pavement', 'Tree', 'SignSymbol',
            'Fence', 'Car', 'Pedestrian', 'Bicyclist')
@@ -105,14 +106,57 @@ def test_sweep_columns_plot_and_resume(trained, tmp_path, monkeypatch):
     assert evaluated == ['sweep_ToMe_keep_ratio=0.9']
     with open(osp.join(out, 'sweep.csv'), newline='') as f:
         assert len(list(csv.DictReader(f))) == len(settings) + 1
-    # Rows timed with another clock, or made from another checkpoint, are
-    # not mixed in.
-    with pytest.raises(ValueError, match='measured with'):
+    # Rows timed with another clock or number of threads, or made from
+    # another checkpoint, are not mixed in.
+    with pytest.raises(ValueError, match="measured with {'clock'"):
         tool.main(argv + ['--clock', 'cpu'])
+    with pytest.raises(ValueError, match="measured with {'threads'"):
+        tool.main(argv + ['--threads', str(other_thread_count())])
     other = str(tmp_path / 'other.pth')
     shutil.copy(ckpt, other)
     with pytest.raises(ValueError, match="'sweep_checkpoint': '.*tiny.pth'"):
         tool.main([config, other] + argv[2:])
+
+
+TIMING = [
+    '--image-size', '48', '64', '--batch-sizes', '1', '--repeats', '2',
+    '--warmup', '0', '--no-progress', '--clock', 'cpu'
+]
+
+
+def test_sweep_times_with_the_clock_and_threads_it_is_given(
+        trained, tmp_path, tiny_camvid, monkeypatch):
+    """--clock and --threads reach the clock the timer reads (not only the
+    CSV's label), --threads the evaluation too; --cfg-options data_root
+    reaches the test dataloader."""
+    _, ckpt, _ = trained
+    config = tmp_path / 'elsewhere.py'
+    config.write_text(tiny_seg_config('/nonexistent/camvid', BACKBONE))
+    threads, before = other_thread_count(), torch.get_num_threads()
+    seen = spy_timer(monkeypatch)
+    eval_threads = []
+    real = sweep_mod.evaluate_setting
+
+    def spy(*args):
+        eval_threads.append(torch.get_num_threads())
+        return real(*args)
+
+    monkeypatch.setattr(sweep_mod, 'evaluate_setting', spy)
+    tool = load_tool('analysis/sweep')
+    out = str(tmp_path / 'sweep')
+    tool.main([
+        str(config), ckpt, '--out', out, '--settings', 'ATME:r=1', '--threads',
+        str(threads), '--cfg-options', f'data_root={tiny_camvid}'
+    ] + TIMING)
+    # setting and reference x 2 parts x 2 repeats, two clock reads each
+    assert seen['clock'] == [('cpu', threads)] * 16
+    assert eval_threads == [threads]
+    assert torch.get_num_threads() == before
+    with open(osp.join(out, 'sweep.csv'), newline='') as f:
+        row, = csv.DictReader(f)
+    assert (row['clock'], row['threads']) == ('cpu', str(threads))
+    assert f'torch {threads} threads' in row['device']
+    assert float(row['score']) >= 0
 
 
 def test_plot_labels_keep_the_distinctive_path_parts():

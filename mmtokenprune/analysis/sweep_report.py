@@ -7,10 +7,7 @@ import math
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-_CLOCKS = {
-    'wall': 'wall-clock',
-    'cpu': 'CPU time of the process (one thread: the latency on a free core)'
-}
+from .latency import CLOCK_TEXT
 
 __all__ = ['format_markdown', 'short_label', 'pareto_front', 'plot_pareto']
 
@@ -72,7 +69,7 @@ def format_markdown(rows: Sequence[Dict], title: str = '') -> str:
         f'Machine: {first.get("device", "?")}; input '
         f'{first.get("image_size", "?")}; latency = median ms per forward '
         f'of the batch over {_fmt(_num(first, "repeats"), 0)} repeats, '
-        f'{_CLOCKS.get(first.get("clock"), "wall-clock")}; speed-up = '
+        f'{CLOCK_TEXT.get(first.get("clock"), "wall-clock")}; speed-up = '
         'latency of the unreduced, unpruned model '
         '(fused SDPA) timed in turns with the setting in the same run, '
         'divided by the setting\'s (medians; "(min)": ratio of the minima, '

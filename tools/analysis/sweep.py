@@ -6,7 +6,8 @@ and 8 in turns with the unreduced model; writes ``OUT/sweep.csv``,
 ``OUT/sweep.md`` and ``OUT/pareto.png``. A rerun skips the settings already
 in the CSV.
 
-Setting strings (parts joined by ``+``; see mmtokenprune/analysis/sweep.py):
+Setting strings (parts joined by ``+``; see
+mmtokenprune/analysis/sweep_settings.py):
 ``baseline``, ``ATME:keep_ratio=0.9``, ``ToMe:r=8``,
 ``ATME:r=16,layers=0-10,prop_attn=false``,
 ``spec=DIR/prune_spec.json[,ckpt=DIR/pruned.pth]``,
@@ -25,12 +26,13 @@ import os.path as osp
 import sys
 from typing import List, Optional
 
-import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
-import mmtokenprune  # noqa: F401  (environment fixes before mmseg)
-from mmtokenprune.analysis.sweep import parse_setting, run_sweep
+import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
+from mmtokenprune.analysis.build import load_config
+from mmtokenprune.analysis.sweep import run_sweep
 from mmtokenprune.analysis.sweep_report import format_markdown, plot_pareto
+from mmtokenprune.analysis.sweep_settings import parse_setting
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -75,8 +77,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--cfg-options',
         nargs='+',
         action=DictAction,
-        help='config overrides, e.g. data_root=... (copied into the test '
-        'dataset)')
+        help='config overrides, e.g. data_root=... (copied into every '
+        'dataloader\'s dataset)')
     parser.add_argument('--no-progress', action='store_true')
     return parser.parse_args(argv)
 
@@ -86,14 +88,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     args = parse_args(argv)
     for text in args.settings:  # fail before any work
         parse_setting(text)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-        if 'data_root' in args.cfg_options:
-            cfg.test_dataloader.dataset.data_root = \
-                args.cfg_options['data_root']
+    cfg = load_config(args.config, args.cfg_options)
     md_path = osp.join(args.out, 'sweep.md')
     png_path = osp.join(args.out, 'pareto.png')
 
@@ -113,6 +108,7 @@ def main(argv: Optional[List[str]] = None) -> str:
         repeats=args.repeats,
         warmup=args.warmup,
         clock=args.clock,
+        threads=args.threads,
         on_row=report,
         progress=not args.no_progress)
     report(rows)

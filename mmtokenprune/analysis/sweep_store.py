@@ -1,0 +1,86 @@
+"""The sweep's CSV: one row per setting, read back to resume a sweep.
+
+A rerun reuses a stored row only if it was made the same way (same
+checkpoint, image size, clock, torch threads and repeats: the ``how`` of
+:func:`check_resumable`).
+"""
+import csv
+import os
+import os.path as osp
+from typing import Dict, Sequence
+
+__all__ = ['read_rows', 'write_rows', 'check_resumable']
+
+
+def _parse_cell(value: str):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def read_rows(path: str) -> Dict[str, Dict]:
+    """Rows of a sweep CSV keyed by setting (empty if there is none).
+
+    Args:
+        path (str): the CSV file.
+
+    Returns:
+        dict[str, dict]: setting -> row; numbers as floats, empty cells as
+        ''.
+    """
+    if not osp.isfile(path):
+        return {}
+    with open(path, newline='') as f:
+        rows = list(csv.DictReader(f))
+    return {
+        row['setting']: {
+            k: _parse_cell(v)
+            for k, v in row.items()
+        }
+        for row in rows
+    }
+
+
+def write_rows(rows: Sequence[Dict], path: str) -> None:
+    """Write rows (dicts) as CSV; columns are the union, first-seen order,
+    a row's missing columns left empty. The file is replaced at once.
+
+    Args:
+        rows (Sequence[dict]): the rows.
+        path (str): the CSV file.
+    """
+    columns = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    tmp = path + '.tmp'
+    with open(tmp, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def check_resumable(rows: Dict[str, Dict], how: Dict, path: str) -> None:
+    """Check that every stored row was measured as this run measures.
+
+    Args:
+        rows (dict[str, dict]): stored rows (see :func:`read_rows`).
+        how (dict): this run's ``sweep_checkpoint``, ``image_size``,
+            ``clock``, ``threads``, ``repeats``... as written in each row.
+        path (str): the CSV file (named in the error).
+
+    Raises:
+        ValueError: naming the first row that differs, its values and this
+            run's.
+    """
+    for text, row in rows.items():
+        clash = {
+            k: row.get(k)
+            for k, v in how.items() if str(row.get(k)) != str(v)
+            and _parse_cell(str(row.get(k))) != _parse_cell(str(v))
+        }
+        if clash:
+            raise ValueError(f'{path}: row {text!r} was measured with '
+                             f'{clash}, this run with {how}; use another '
+                             'output folder (--out).')
