@@ -1,5 +1,6 @@
 """tools/analysis/sweep.py on a tiny synthetic CamVid and a tiny model."""
 import csv
+import os
 import os.path as osp
 import shutil
 
@@ -157,6 +158,61 @@ def test_sweep_times_with_the_clock_and_threads_it_is_given(
     assert (row['clock'], row['threads']) == ('cpu', str(threads))
     assert f'torch {threads} threads' in row['device']
     assert float(row['score']) >= 0
+
+
+def test_timing_only_sweep_times_without_weights(trained, tmp_path,
+                                                 monkeypatch):
+    """--timing-only: no checkpoint, no evaluation, a spec without its
+    pruned.pth; timed as a full sweep times; the load average is written
+    beside each row; a full rerun evaluates the timing-only rows."""
+    config, ckpt, spec = trained
+    bare = tmp_path / 'bare'  # a spec without its weights
+    bare.mkdir()
+    shutil.copy(spec, bare / 'prune_spec.json')
+    settings = ['baseline', 'ATME:r=1', f'spec={bare}/prune_spec.json']
+    tool = load_tool('analysis/sweep')
+    out = str(tmp_path / 'timing')
+    with pytest.raises(SystemExit):  # a full sweep needs the checkpoint
+        tool.parse_args([config, '--out', out, '--settings', 'baseline'])
+    with pytest.raises(ValueError, match='`ckpt` file'):
+        tool.main([config, ckpt, '--out', out, '--settings', settings[2]])
+
+    monkeypatch.setattr(sweep_mod, 'evaluate_setting',
+                        lambda *a: pytest.fail('evaluated'))
+    monkeypatch.setattr(os, 'getloadavg', lambda: (4.5, 0, 0))
+    seen = spy_timer(monkeypatch)
+    table = tool.main([config, '--timing-only', '--out', out, '--settings'] +
+                      settings + TIMING)
+    # (baseline alone + 2 x (setting, reference)) x 2 parts x 2 repeats x 2
+    assert seen['clock'] == [('cpu', torch.get_num_threads())] * 40
+    with open(osp.join(out, 'sweep.csv'), newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert [r['setting'] for r in rows] == settings
+    for row in rows:
+        assert row.get('score', '') == '' and row['checkpoint'] == ''
+        assert float(row['load_avg']) == 4.5
+        for key in ('gflops_backbone', 'params_M', 'speedup_backbone_b1',
+                    'speedup_min_model_b1', 'ref_ms_model_b1'):
+            assert float(row[key]) > 0, (row['setting'], key)
+    base, atme, pruned = rows
+    assert float(base['speedup_model_b1']) == 1.0
+    assert float(atme['gflops_backbone']) < float(base['gflops_backbone'])
+    assert float(pruned['params_M']) < float(base['params_M'])
+    assert '| `ATME:r=1` | – | – |' in table
+    assert not osp.exists(osp.join(out, 'pareto.png'))
+
+    # A full sweep with a checkpoint does not take timing-only rows as
+    # done, and a timing-only rerun takes every row as done.
+    monkeypatch.setattr(sweep_mod, 'evaluate_setting', lambda *a: 1 / 0)
+    with pytest.raises(ValueError, match="'sweep_checkpoint': ''"):
+        tool.main([config, ckpt, '--out', out, '--settings', 'baseline'] +
+                  TIMING)
+    out = str(tmp_path / 'timing_ckpt')
+    tool.main([config, ckpt, '--timing-only', '--out', out, '--settings'] +
+              settings[:1] + TIMING)
+    with pytest.raises(ZeroDivisionError):
+        tool.main([config, ckpt, '--out', out, '--settings'] + settings[:1] +
+                  TIMING)
 
 
 def test_plot_labels_keep_the_distinctive_path_parts():

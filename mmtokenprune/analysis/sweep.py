@@ -11,7 +11,9 @@ unreduced, unpruned model of the same config (fused SDPA) in the same run
 (:mod:`~mmtokenprune.analysis.sweep_timing`), so every speed-up compares
 two models timed side by side. Rows are kept in a CSV keyed by the setting
 string (:mod:`~mmtokenprune.analysis.sweep_store`): a rerun skips finished
-settings.
+settings. A timing-only sweep skips evaluation: latency depends on shapes,
+not weight values, so each setting is built with random weights and timed
+exactly as above, its score left empty.
 """
 import gc
 import os
@@ -27,14 +29,14 @@ from .latency import check_timing, num_threads
 from .sweep_config import setting_config
 from .sweep_eval import evaluate_setting
 from .sweep_settings import SweepSetting, parse_setting
-from .sweep_store import check_resumable, read_rows, write_rows
+from .sweep_store import check_resumable, read_rows, row_serves, write_rows
 from .sweep_timing import time_setting
 
 __all__ = ['run_sweep']
 
 
 def run_sweep(config: Config,
-              checkpoint: str,
+              checkpoint: Optional[str],
               settings: Sequence[str],
               out_dir: str,
               image_size: Tuple[int, int] = (360, 480),
@@ -43,6 +45,7 @@ def run_sweep(config: Config,
               warmup: int = 2,
               clock: str = 'wall',
               threads: Optional[int] = None,
+              timing_only: bool = False,
               on_row: Optional[Callable[[List[Dict]], None]] = None,
               progress: bool = True) -> List[Dict]:
     """Evaluate, count and time every setting; skip those already in
@@ -51,7 +54,8 @@ def run_sweep(config: Config,
     Args:
         config (Config): the trained model's config (any reducer or
             pruning in it is replaced by each setting's).
-        checkpoint (str): its checkpoint (a setting may name another).
+        checkpoint (str, optional): its checkpoint (a setting may name
+            another); needed unless ``timing_only``.
         settings (Sequence[str]): setting strings; all are parsed before
             anything runs, so a bad one fails fast.
         out_dir (str): ``sweep.csv`` and per-setting Runner logs go here.
@@ -69,6 +73,9 @@ def run_sweep(config: Config,
             Rows of the CSV made from another ``checkpoint``, image size,
             clock, number of threads or repeats are not mixed in: a
             ValueError says so.
+        timing_only (bool): skip evaluation: build each setting with random
+            weights (no checkpoint is read) and time it as above; score
+            columns stay empty. Defaults to False.
         on_row (callable, optional): called with all rows after each new
             row (e.g. to redraw the table and the plot). Defaults to None.
         progress (bool): show a progress bar over settings.
@@ -79,13 +86,17 @@ def run_sweep(config: Config,
     """
     from tqdm import tqdm
 
+    if checkpoint is None and not timing_only:
+        raise ValueError('checkpoint is needed unless timing_only=True.')
     check_timing(clock=clock, threads=threads)
-    parsed = [parse_setting(s) for s in settings]
+    parsed = [
+        parse_setting(s, check_checkpoints=not timing_only) for s in settings
+    ]
     os.makedirs(out_dir, exist_ok=True)
     csv_path = osp.join(out_dir, 'sweep.csv')
     done = read_rows(csv_path)
     how = dict(
-        sweep_checkpoint=checkpoint,
+        sweep_checkpoint=checkpoint or '',
         image_size=f'{image_size[0]}x{image_size[1]}',
         clock=clock,
         threads=threads or torch.get_num_threads(),
@@ -93,19 +104,23 @@ def run_sweep(config: Config,
     check_resumable(done, how, csv_path)
     ref = None
     for setting in tqdm(parsed, desc='sweep', disable=not progress):
-        if setting.text in done:
+        if row_serves(done.get(setting.text), timing_only):
             tqdm.write(f'[sweep] {setting.text}: done before, skipped')
             continue
         if ref is None:
             base = setting_config(config, SweepSetting('baseline'))
             ref = build_model(base)  # weights do not change timing
         cfg = setting_config(config, setting)
-        ckpt = setting.checkpoint or checkpoint
-        slug = re.sub(r'[^A-Za-z0-9._=-]+', '_', setting.text)[:80]
-        with num_threads(threads):
-            model, metrics = evaluate_setting(cfg, ckpt,
-                                              osp.join(out_dir, 'runs', slug),
-                                              f'sweep_{slug}')
+        if timing_only:
+            ckpt, metrics = '', {}
+            model = build_model(cfg)
+        else:
+            ckpt = setting.checkpoint or checkpoint
+            slug = re.sub(r'[^A-Za-z0-9._=-]+', '_', setting.text)[:80]
+            with num_threads(threads):
+                model, metrics = evaluate_setting(
+                    cfg, ckpt, osp.join(out_dir, 'runs', slug),
+                    f'sweep_{slug}')
         timing = time_setting(
             model,
             ref if setting.text != 'baseline' else model,
@@ -122,8 +137,9 @@ def run_sweep(config: Config,
             **timing,
             **how,
             checkpoint=ckpt)
-        tqdm.write(f'[sweep] {setting.text}: {metrics["score_name"]} '
-                   f'{metrics["score"]:.2f}, backbone speed-up b1 '
+        score = (f'{metrics["score_name"]} {metrics["score"]:.2f}'
+                 if metrics else 'not evaluated (timing only)')
+        tqdm.write(f'[sweep] {setting.text}: {score}, backbone speed-up b1 '
                    f'{timing.get("speedup_backbone_b1", float("nan")):.2f}')
         rows = [done[s] for s in done]
         write_rows(rows, csv_path)

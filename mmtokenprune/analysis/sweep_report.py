@@ -40,15 +40,23 @@ def _baseline(rows: Sequence[Dict]) -> Optional[Dict]:
     return next((r for r in rows if r.get('setting') == 'baseline'), None)
 
 
+def _score_name(rows: Sequence[Dict]) -> str:
+    """'mIoU' or 'top1' from the first evaluated row ('score' if none:
+    a timing-only sweep)."""
+    return next((r['score_name'] for r in rows if r.get('score_name')),
+                'score')
+
+
 def format_markdown(rows: Sequence[Dict], title: str = '') -> str:
     """A results table and a per-class table.
 
     Speed-ups are against the unreduced, unpruned model timed in turns with
-    each setting in the same run; Δ is against the ``baseline`` row.
+    each setting in the same run; Δ is against the ``baseline`` row. Rows
+    of a timing-only sweep show '–' for the score.
     """
     if not rows:
         return ''
-    name = rows[0].get('score_name', 'score')
+    name = _score_name(rows)
     base = _baseline(rows)
     batches = _batches(rows)
     head = [
@@ -154,7 +162,7 @@ def plot_pareto(rows: Sequence[Dict],
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     rows = [r for r in rows if not math.isnan(_num(r, 'score'))]
-    name = rows[0].get('score_name', 'score') if rows else 'score'
+    name = _score_name(rows)
     axes_keys = (('rel_latency', f'backbone latency at batch {batch}, '
                   'relative to the unreduced model'),
                  ('gflops_backbone', 'backbone GFLOPs per image'))

@@ -90,11 +90,15 @@ def _pairs(body: str, allowed: Sequence[str], setting: str) -> Dict:
     return out
 
 
-def parse_setting(text: str) -> SweepSetting:
+def parse_setting(text: str, check_checkpoints: bool = True) -> SweepSetting:
     """Parse a setting string (grammar in the module docstring).
 
     Args:
         text (str): the setting string.
+        check_checkpoints (bool): whether a checkpoint the setting names
+            (``ckpt``, or ``pruned.pth`` beside a ``spec``) must exist;
+            a timing-only sweep loads no weights and needs only the spec.
+            Defaults to True.
 
     Returns:
         SweepSetting: the parsed setting.
@@ -133,7 +137,7 @@ def parse_setting(text: str) -> SweepSetting:
             raise ValueError(f'setting {text!r}: `spec` file {spec!r} does '
                              'not exist.')
         ckpt = ckpt or osp.join(osp.dirname(spec), 'pruned.pth')
-    if ckpt is not None and not osp.isfile(ckpt):
+    if check_checkpoints and ckpt is not None and not osp.isfile(ckpt):
         raise ValueError(f'setting {text!r}: `ckpt` file {ckpt!r} does not '
                          'exist.')
     return SweepSetting(text, token_cfg, spec, ckpt)

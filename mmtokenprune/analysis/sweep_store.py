@@ -2,14 +2,15 @@
 
 A rerun reuses a stored row only if it was made the same way (same
 checkpoint, image size, clock, torch threads and repeats: the ``how`` of
-:func:`check_resumable`).
+:func:`check_resumable`) and has what the run needs (a score, unless the
+run is timing-only: :func:`row_serves`).
 """
 import csv
 import os
 import os.path as osp
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
-__all__ = ['read_rows', 'write_rows', 'check_resumable']
+__all__ = ['read_rows', 'write_rows', 'check_resumable', 'row_serves']
 
 
 def _parse_cell(value: str):
@@ -84,3 +85,19 @@ def check_resumable(rows: Dict[str, Dict], how: Dict, path: str) -> None:
             raise ValueError(f'{path}: row {text!r} was measured with '
                              f'{clash}, this run with {how}; use another '
                              'output folder (--out).')
+
+
+def row_serves(row: Optional[Dict], timing_only: bool) -> bool:
+    """Whether a stored row can stand for this run's: any row serves a
+    timing-only run, only an evaluated row (with a score) a full one.
+
+    Args:
+        row (dict, optional): the stored row of a setting, if any.
+        timing_only (bool): whether this run skips evaluation.
+
+    Returns:
+        bool: True if the setting need not be run again.
+    """
+    if row is None:
+        return False
+    return timing_only or row.get('score', '') not in ('', None)

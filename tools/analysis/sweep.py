@@ -4,7 +4,10 @@ Evaluates the checkpoint under each setting (mIoU and per-class IoU, or
 top-1), counts GFLOPs and times the backbone and whole model at batch 1
 and 8 in turns with the unreduced model; writes ``OUT/sweep.csv``,
 ``OUT/sweep.md`` and ``OUT/pareto.png``. A rerun skips the settings already
-in the CSV.
+in the CSV. ``--timing-only`` skips evaluation (the checkpoint is optional
+and not read: latency depends on shapes, not weight values) and times the
+settings exactly as a full sweep does; score columns stay empty and no
+Pareto plot is drawn.
 
 Setting strings (parts joined by ``+``; see
 mmtokenprune/analysis/sweep_settings.py):
@@ -20,6 +23,12 @@ Examples:
         --out work_dirs/sweep_camvid \\
         --threads 1 --clock cpu --settings baseline \\
         ATME:keep_ratio=0.75,layers=0/3 ToMe:keep_ratio=0.75,layers=0/3
+
+    # latency only, no checkpoint needed
+    python tools/analysis/sweep.py \\
+        configs/camvid/deit-t16_fcn_1xb4-2k_camvid-256x256.py --timing-only \\
+        --out work_dirs/sweep_camvid_timing --threads 1 --clock cpu \\
+        --settings baseline ATME:keep_ratio=0.75,layers=0/3
 """
 import argparse
 import os.path as osp
@@ -42,7 +51,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'config',
         help='config the checkpoint was trained '
         'with (its reducers/pruning are replaced)')
-    parser.add_argument('checkpoint', help='trained checkpoint')
+    parser.add_argument(
+        'checkpoint',
+        nargs='?',
+        help='trained checkpoint (optional with --timing-only)')
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument(
         '--settings',
@@ -72,6 +84,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         type=int,
         help='torch CPU threads (torch.set_num_threads) for evaluation and '
         'timing; default: torch\'s')
+    parser.add_argument(
+        '--timing-only',
+        action='store_true',
+        help='skip evaluation: build each setting with random weights (no '
+        'checkpoint read) and count/time it as a full sweep does; score '
+        'columns stay empty')
     parser.add_argument('--title', default='', help='plot/table title')
     parser.add_argument(
         '--cfg-options',
@@ -80,14 +98,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='config overrides, e.g. data_root=... (copied into every '
         'dataloader\'s dataset)')
     parser.add_argument('--no-progress', action='store_true')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.checkpoint is None and not args.timing_only:
+        parser.error('checkpoint is required unless --timing-only is given')
+    return args
 
 
 def main(argv: Optional[List[str]] = None) -> str:
     """Run the sweep; return the markdown table."""
     args = parse_args(argv)
     for text in args.settings:  # fail before any work
-        parse_setting(text)
+        parse_setting(text, check_checkpoints=not args.timing_only)
     cfg = load_config(args.config, args.cfg_options)
     md_path = osp.join(args.out, 'sweep.md')
     png_path = osp.join(args.out, 'pareto.png')
@@ -95,8 +116,9 @@ def main(argv: Optional[List[str]] = None) -> str:
     def report(rows):
         with open(md_path, 'w') as f:
             f.write(format_markdown(rows, args.title))
-        plot_pareto(
-            rows, png_path, batch=min(args.batch_sizes), title=args.title)
+        if not args.timing_only:
+            plot_pareto(
+                rows, png_path, batch=min(args.batch_sizes), title=args.title)
 
     rows = run_sweep(
         cfg,
@@ -109,12 +131,15 @@ def main(argv: Optional[List[str]] = None) -> str:
         warmup=args.warmup,
         clock=args.clock,
         threads=args.threads,
+        timing_only=args.timing_only,
         on_row=report,
         progress=not args.no_progress)
     report(rows)
     table = format_markdown(rows, args.title)
     print(table)
-    print(f'wrote {osp.join(args.out, "sweep.csv")}, {md_path}, {png_path}')
+    written = [osp.join(args.out, 'sweep.csv'), md_path]
+    written += [] if args.timing_only else [png_path]
+    print(f'wrote {", ".join(written)}')
     return table
 
 
