@@ -38,22 +38,41 @@ print(json.dumps(dict(
                            '_applied', False))))
 '''
 
-
-def probe(module: str) -> dict:
-    """Import ``module`` in a fresh interpreter and report its effects."""
-    proc = subprocess.run(
-        [sys.executable, '-c', PROBE, module, ','.join(MM_PACKAGES)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+PURE = ('mmtokenprune', 'mmtokenprune.ops')
+ENTRY_POINTS = ('mmtokenprune.models', 'mmtokenprune.datasets',
+                'mmtokenprune.registry', 'mmtokenprune.analysis',
+                'mmtokenprune.utils')
 
 
-@pytest.mark.parametrize('module', ['mmtokenprune', 'mmtokenprune.ops'])
-def test_pure_layer_imports_no_mm_code(module):
-    effects = probe(module)
+@pytest.fixture(scope='module')
+def probes():
+    """Import each module in its own fresh interpreter, all at once."""
+    procs = {
+        module:
+        subprocess.Popen(
+            [sys.executable, '-c', PROBE, module, ','.join(MM_PACKAGES)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True)
+        for module in PURE + ENTRY_POINTS
+    }
+    return {
+        module: (proc.communicate(timeout=300)[0], proc.returncode)
+        for module, proc in procs.items()
+    }
+
+
+def effects_of(probes, module: str) -> dict:
+    """What importing ``module`` did, as :data:`PROBE` reported it."""
+    out, returncode = probes[module]
+    assert returncode == 0, out[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize('module', PURE)
+def test_pure_layer_imports_no_mm_code(probes, module):
+    effects = effects_of(probes, module)
     assert effects['mm_modules'] == []
     assert not effects['mmcv_ops_loaded']
     assert effects['new_safe_globals'] == []
@@ -81,13 +100,10 @@ def test_ops_sources_import_nothing_outside_ops():
     assert offending == [], offending
 
 
-@pytest.mark.parametrize('module', [
-    'mmtokenprune.models', 'mmtokenprune.datasets', 'mmtokenprune.registry',
-    'mmtokenprune.analysis', 'mmtokenprune.utils'
-])
-def test_mm_entry_points_apply_the_fixes(module):
+@pytest.mark.parametrize('module', ENTRY_POINTS)
+def test_mm_entry_points_apply_the_fixes(probes, module):
     from mmtokenprune.compat import mmcv_ops_compiled
-    effects = probe(module)
+    effects = effects_of(probes, module)
     assert effects['compat_applied']
     assert any('HistoryBuffer' in g for g in effects['new_safe_globals'])
     assert effects['mmcv_ops_fallback'] != mmcv_ops_compiled()
