@@ -21,25 +21,37 @@ class Step:
     r: Optional[int] = None
     keep_ratio: Optional[float] = None
 
-    def num_removed(self, num_tokens: int, key: str = 'token_cfg') -> int:
+    def num_removed(self,
+                    num_tokens: int,
+                    key: str = 'token_cfg',
+                    max_removed: Optional[int] = None) -> int:
         """Tokens to remove from ``num_tokens`` patch tokens.
 
+        Args:
+            num_tokens (int): current patch tokens.
+            key (str): config key named in errors.
+            max_removed (int, optional): the most one step may remove;
+                defaults to half the tokens (merging: a source needs a
+                destination). Pruning reducers allow all but one.
+
         Raises:
-            ValueError: if more than half of the tokens would go in one step
-                (a source needs a destination).
+            ValueError: if the step would remove more than ``max_removed``.
         """
         if self.r is not None:
             r = self.r
         else:
             r = num_tokens - int(math.ceil(num_tokens * self.keep_ratio))
-        if r > num_tokens // 2:
+        limit = num_tokens // 2 if max_removed is None else max_removed
+        if r > limit:
             what = f'r={self.r}' if self.r is not None else \
                 f'keep_ratio={self.keep_ratio}'
+            rule = ('at most half ({}) can be merged per layer'
+                    if max_removed is None else
+                    'at most {} can be pruned (one must stay)').format(limit)
             raise ValueError(
                 f'`{key}`: {what} removes {r} of {num_tokens} patch tokens '
-                f'in one layer; at most half ({num_tokens // 2}) can be '
-                'merged per layer. Use a smaller r / larger keep_ratio or a '
-                'larger input.')
+                f'in one layer; {rule}. Use a smaller r / larger keep_ratio '
+                'or a larger input.')
         return r
 
 

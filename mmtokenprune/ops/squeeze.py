@@ -145,7 +145,8 @@ def tps_squeeze(x: Tensor,
 def squeeze_train(x: Tensor,
                   keep_policy: Tensor,
                   prune_policy: Optional[Tensor] = None,
-                  temperature: float = 1.) -> Tensor:
+                  temperature: float = 1.,
+                  return_host: bool = False):
     """Training TPS: fuse pruned tokens into reserved rows, nothing removed.
 
     The ``N x N`` similarity excludes the diagonal and every column that is
@@ -163,9 +164,12 @@ def squeeze_train(x: Tensor,
             dropped at an earlier stage are not squeezed twice. Defaults to
             ``1 - keep_policy``.
         temperature (float): see :func:`squeeze_tokens`. Defaults to 1.
+        return_host (bool): also return each token's host ``(B, N)`` (an
+            index into the ``N`` tokens; the token itself where it has no
+            host). Defaults to False.
 
     Returns:
-        Tensor: ``(B, N, C)``.
+        Tensor | tuple[Tensor, Tensor]: ``(B, N, C)`` (and the hosts).
     """
     if prune_policy is None:
         prune_policy = 1. - keep_policy
@@ -177,4 +181,8 @@ def squeeze_train(x: Tensor,
     has_host = torch.isfinite(best)
     m = prune_policy.to(x.dtype) * has_host
     c = torch.where(has_host, best, torch.zeros_like(best))
-    return _fuse(x, x, host, torch.exp(m * c) * m)
+    y = _fuse(x, x, host, torch.exp(m * c) * m)
+    if not return_host:
+        return y
+    own = torch.arange(N, device=x.device).expand_as(host)
+    return y, torch.where(has_host, host, own)

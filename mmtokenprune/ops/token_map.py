@@ -46,11 +46,18 @@ class TokenMap:
             ``size.sum(1) == H0 * W0``.
         anchor (Tensor): ``(B, N)`` long, flat original cell of each token.
         grid (tuple[int, int]): the original patch grid ``(H0, W0)``.
+        policy (Tensor, optional): ``(B, N)`` keep policy of the training
+            path of pruning reducers (TPS, SPViT): every token stays in the
+            sequence, the pruned ones (0) are masked as attention keys and
+            stand for no patch (``size`` 0, no ``assign`` points at them).
+            May carry a straight-through gradient. None: every token is
+            live (inference, merging reducers).
     """
     assign: Tensor
     size: Tensor
     anchor: Tensor
     grid: Tuple[int, int]
+    policy: Optional[Tensor] = None
 
     @classmethod
     def identity(cls, batch: int, grid: Tuple[int, int],
@@ -78,11 +85,15 @@ class TokenMap:
         """Compose this map with one more reduction step (one gather)."""
         size = self.size.new_zeros(self.size.shape[0], plan.num_out)
         size.scatter_add_(1, plan.old2new, self.size)
+        policy = None
+        if self.policy is not None:
+            policy = self.policy.gather(1, plan.keep_idx)
         return TokenMap(
             assign=plan.old2new.gather(1, self.assign),
             size=size,
             anchor=self.anchor.gather(1, plan.keep_idx),
-            grid=self.grid)
+            grid=self.grid,
+            policy=policy)
 
 
 def merge_tokens(x: Tensor, plan: MergePlan, weight: Tensor) -> Tensor:

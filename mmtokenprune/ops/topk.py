@@ -7,7 +7,7 @@ attention as in EViT (Liang et al., ICLR 2022,
 https://arxiv.org/abs/2202.07800).
 """
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -78,7 +78,8 @@ def topk_split(scores: Tensor, num_keep: int) -> Tuple[Tensor, Tensor]:
 def cls_attention_score(q: Tensor,
                         k: Tensor,
                         scale: float,
-                        num_extra_tokens: int = 1) -> Tensor:
+                        num_extra_tokens: int = 1,
+                        policy: Optional[Tensor] = None) -> Tensor:
     """EViT's score: the class token's attention to each patch token.
 
     Only the class token's row of the attention is computed (``O(h N d)``),
@@ -97,6 +98,10 @@ def cls_attention_score(q: Tensor,
         scale (float): logit scale.
         num_extra_tokens (int): leading non-patch tokens (1 for DeiT, 2 for
             distilled DeiT; the class token is the first). Defaults to 1.
+        policy (Tensor, optional): ``(B, N)`` keep policy over all tokens
+            (training path): dropped keys get no attention, as in the
+            masked softmax, so the scores equal those of the gathered
+            tokens. Defaults to None.
 
     Returns:
         Tensor: ``(B, N - num_extra_tokens)`` scores, higher = keep; each
@@ -106,5 +111,8 @@ def cls_attention_score(q: Tensor,
         query = q[:, :, :1]
     else:
         query = q.mean(dim=2, keepdim=True)
-    attn = ((query @ k.transpose(-2, -1)) * scale).softmax(dim=-1)
+    logits = (query @ k.transpose(-2, -1)) * scale
+    if policy is not None:
+        logits = logits.masked_fill(policy[:, None, None, :] == 0, -math.inf)
+    attn = logits.softmax(dim=-1)
     return attn[:, :, 0, num_extra_tokens:].mean(dim=1)

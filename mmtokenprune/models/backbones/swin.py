@@ -8,10 +8,10 @@ from mmengine.logging import print_log
 from mmpretrain.models.backbones import SwinTransformer
 from torch import Tensor
 
-from ...registry import MODELS
+from ...registry import MODELS, TOKEN_REDUCERS
 from ..cdcp import CDCPBackbone
 from ..layers.swin_block import PrunedSwinBlock
-from ..reducers import TokenCfg
+from ..reducers import TokenCfg, reducer_types
 
 __all__ = ['PrunedSwinTransformer']
 
@@ -87,6 +87,15 @@ class PrunedSwinTransformer(CDCPBackbone, SwinTransformer):
         self.num_blocks = sum(self.depths)
         self.token_cfg = TokenCfg.parse(
             token_cfg, self.num_blocks, default_layers=range(self.num_blocks))
+        reducer = self.token_cfg.reducer_class
+        if reducer is not None and not reducer.supports_windows:
+            usable = [
+                n for n in reducer_types()
+                if TOKEN_REDUCERS.get(n).supports_windows
+            ]
+            raise ValueError(
+                f"`token_cfg.type='{self.token_cfg.type}'` does not plan "
+                f'inside Swin windows (yet); window reducers: {usable}.')
         block_args = self._upstream_block_args(upstream.arguments)
         self.init_cdcp(channel_cfg, *self._unpruned_widths(block_args))
         self._replace_blocks(block_args)

@@ -120,7 +120,17 @@ class PrunedVisionTransformer(CDCPBackbone, VisionTransformer):
         """Rebuild ``self.layers`` as :class:`PrunedTransformerEncoderLayer`
         from upstream's per-layer arguments plus widths, gates and
         reducers."""
-        reducers = self.token_cfg.build_reducers(self.num_extra_tokens)
+        reducers = self.token_cfg.build_reducers(
+            self.num_extra_tokens,
+            [(a['embed_dims'], a['num_heads']) for a in layer_args])
+        cls = self.token_cfg.reducer_class
+        drops = [a.get('attn_drop_rate', 0.) for a in layer_args]
+        if cls is not None and cls.prunes and any(drops):
+            raise ValueError(
+                f"`token_cfg.type='{self.token_cfg.type}'` masks pruned "
+                'tokens in attention while training, without attention '
+                f'dropout; set `layer_cfgs.attn_drop_rate` to 0 (got '
+                f'{drops}).')
         layers = []
         for i, cfg in enumerate(layer_args):
             layers.append(
@@ -186,11 +196,13 @@ class PrunedVisionTransformer(CDCPBackbone, VisionTransformer):
             yield i, x, tokens, patch_resolution
 
     def _unmerge(self, x: Tensor, tokens: Optional[TokenMap]) -> Tensor:
-        """Back to ``E + H0 * W0`` tokens (extra tokens first)."""
+        """Back to ``E + H0 * W0`` tokens (extra tokens first; trailing
+        extra tokens, SPViT's packages, are left out)."""
         if tokens is None or self.out_type == 'cls_token':
             return x
-        E = self.num_extra_tokens
-        return torch.cat([x[:, :E], unmerge_tokens(x[:, E:], tokens)], dim=1)
+        E, N = self.num_extra_tokens, tokens.num_tokens
+        return torch.cat(
+            [x[:, :E], unmerge_tokens(x[:, E:E + N], tokens)], dim=1)
 
     # --------------------------------------------------------------- CDCP
     def cdcp_blocks(self):
@@ -209,13 +221,18 @@ class PrunedVisionTransformer(CDCPBackbone, VisionTransformer):
             query, MLP tokens)`` per layer.
         """
         n = int(np.prod(hw or self.patch_resolution))
-        E = self.num_extra_tokens
+        extra = self.num_extra_tokens
         counts = []
-        for step in self.token_cfg.schedule:
-            before = n
-            if step is not None:
-                n -= step.num_removed(n, self.token_cfg.key)
-            counts.append((before + E, before + E, n + E))
+        for layer in self.layers:
+            reducer = layer.reducer
+            before, before_extra = n, extra
+            if reducer is not None:
+                n -= reducer.num_removed(n)
+                extra += reducer.tail_tokens
+            if reducer is not None and reducer.where == 'before_block':
+                before, before_extra = n, extra
+            counts.append((before + before_extra, before + before_extra,
+                           n + extra))
         return counts
 
     def spec_arch(self) -> Dict:

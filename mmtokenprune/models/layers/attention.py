@@ -4,7 +4,7 @@ from typing import Optional, Tuple
 from mmpretrain.models.utils import MultiheadAttention
 from torch import Tensor
 
-from ...ops import fused_attention
+from ...ops import fused_attention, policy_attention
 from ..cdcp import BlockCDCP, GatedQKV
 
 __all__ = ['PrunedMultiheadAttention']
@@ -18,8 +18,10 @@ class PrunedMultiheadAttention(GatedQKV, MultiheadAttention):
     - CDCP widths and gates (``cdcp``, see
       :class:`~mmtokenprune.models.cdcp.GatedQKV`).
     - ``forward`` takes an optional additive ``attn_bias`` (``log(size)``
-      for proportional attention), passed to the fused SDPA kernel, and
-      also returns the keys for token matching.
+      for proportional attention), passed to the fused SDPA kernel, or a
+      keep ``policy`` (DynamicViT's masked softmax, eps 1e-6 in training
+      as the originals; attention dropout is not applied on that path),
+      and also returns the queries and keys for token reducers.
 
     With default widths and no gate the parameters and outputs are
     upstream's.
@@ -47,24 +49,32 @@ class PrunedMultiheadAttention(GatedQKV, MultiheadAttention):
 
     def forward(self,
                 x: Tensor,
-                attn_bias: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+                attn_bias: Optional[Tensor] = None,
+                policy: Optional[Tensor] = None
+                ) -> Tuple[Tensor, Tensor, Tensor]:
         """Attention over ``(B, N, C)`` tokens.
 
         Args:
             x (Tensor): ``(B, N, C)``.
             attn_bias (Tensor, optional): broadcastable to
                 ``(B, heads, N, N)``, added to the attention logits.
+            policy (Tensor, optional): ``(B, N)`` keep policy; keys with 0
+                get no attention (except from themselves).
 
         Returns:
-            tuple[Tensor, Tensor]: the output ``(B, N, C)`` and the keys
-            ``(B, heads, N, qk_dims)``.
+            tuple[Tensor, Tensor, Tensor]: the output ``(B, N, C)``, the
+            queries and the keys ``(B, heads, N, qk_dims)``.
         """
         B, N, _ = x.shape
         h, dv = self.num_heads, self.v_dims
         q, k, v = self.gated_qkv(x)
-        attn_drop = self.attn_drop if self.training else 0.
-        out = fused_attention(
-            q, k, v, self.scale, attn_mask=attn_bias, dropout_p=attn_drop)
+        if policy is not None:
+            eps = 1e-6 if self.training else 0.
+            out = policy_attention(q, k, v, policy, self.scale, eps)
+        else:
+            attn_drop = self.attn_drop if self.training else 0.
+            out = fused_attention(
+                q, k, v, self.scale, attn_mask=attn_bias, dropout_p=attn_drop)
         out = out.transpose(1, 2).reshape(B, N, h * dv)
         out = self.out_drop(self.gamma1(self.proj_drop(self.proj(out))))
-        return out, k
+        return out, q, k

@@ -11,19 +11,36 @@ from ...ops import TokenMap
 from ..cdcp import BlockCDCP, add_ffn_gate
 from .attention import PrunedMultiheadAttention
 
-__all__ = ['PrunedTransformerEncoderLayer', 'size_bias']
+__all__ = ['PrunedTransformerEncoderLayer', 'size_bias', 'full_policy']
 
 
-def size_bias(tokens: TokenMap, num_extra_tokens: int,
+def _with_extras(values: Tensor, num_extra_tokens: int, length: int,
+                 fill: float) -> Tensor:
+    """``(B, N)`` patch values padded with ``fill`` for the leading extra
+    tokens and the trailing ones, to ``(B, length)``."""
+    B, N = values.shape
+    head = values.new_full((B, num_extra_tokens), fill)
+    tail = values.new_full((B, length - num_extra_tokens - N), fill)
+    return torch.cat([head, values, tail], dim=1)
+
+
+def size_bias(tokens: TokenMap, num_extra_tokens: int, length: int,
               dtype: torch.dtype) -> Tensor:
-    """``log(size)`` as an additive attention bias ``(B, 1, 1, E + N)``.
+    """``log(size)`` as an additive attention bias ``(B, 1, 1, length)``.
 
     Proportional attention (ToMe): a token standing for ``s`` patches gets
     the attention mass of ``s`` copies. Extra tokens have size 1.
     """
     log_size = tokens.size.log().to(dtype)
-    extra = log_size.new_zeros(log_size.shape[0], num_extra_tokens)
-    return torch.cat([extra, log_size], dim=1)[:, None, None, :]
+    return _with_extras(log_size, num_extra_tokens, length,
+                        0.)[:, None, None, :]
+
+
+def full_policy(tokens: TokenMap, num_extra_tokens: int,
+                length: int) -> Tensor:
+    """The training-path keep policy over all ``length`` tokens (extra
+    tokens always kept)."""
+    return _with_extras(tokens.policy, num_extra_tokens, length, 1.)
 
 
 class PrunedTransformerEncoderLayer(TransformerEncoderLayer):
@@ -36,8 +53,11 @@ class PrunedTransformerEncoderLayer(TransformerEncoderLayer):
       ``gated=True`` a :class:`ChannelGate` follows the MLP activation
       (``ffn.layers.0.3``); the MLP width is ``cdcp.ffn_dims``.
     - ``forward(x, tokens)`` runs ``reducer`` (if any) between attention and
-      MLP and returns ``(x, tokens)``; with ``prop_attn`` the attention is
-      biased by ``log(size)``.
+      MLP or before the block (``reducer.where``) and returns
+      ``(x, tokens)``; with ``prop_attn`` the attention is biased by
+      ``log(size)``; on the training path of a pruning reducer
+      (``tokens.policy``) pruned tokens are masked as keys (DynamicViT's
+      masked softmax).
 
     Args:
         embed_dims, num_heads, feedforward_channels, layer_scale_init_value,
@@ -102,19 +122,27 @@ class PrunedTransformerEncoderLayer(TransformerEncoderLayer):
         """Attention, token reduction, MLP.
 
         Args:
-            x (Tensor): ``(B, E + N, C)``.
+            x (Tensor): ``(B, E + N + T, C)``: extra tokens, patch tokens,
+                trailing extra tokens (SPViT's packages).
             tokens (TokenMap, optional): map of the ``N`` patch tokens;
                 None when no layer of the model reduces tokens.
 
         Returns:
-            tuple[Tensor, TokenMap | None]: ``(B, E + N', C)`` and the map.
+            tuple[Tensor, TokenMap | None]: ``(B, E + N' + T', C)`` and the
+            map.
         """
-        bias = None
-        if self.prop_attn and tokens is not None:
-            bias = size_bias(tokens, self.num_extra_tokens, x.dtype)
-        out, keys = self.attn(self.ln1(x), attn_bias=bias)
+        reducer, E = self.reducer, self.num_extra_tokens
+        if reducer is not None and reducer.where == 'before_block':
+            x, tokens = reducer(x, tokens)
+        bias = policy = None
+        if tokens is not None and tokens.policy is not None:
+            policy = full_policy(tokens, E, x.shape[1])
+        elif tokens is not None and self.prop_attn:
+            bias = size_bias(tokens, E, x.shape[1], x.dtype)
+        out, q, k = self.attn(self.ln1(x), attn_bias=bias, policy=policy)
         x = x + out
-        if self.reducer is not None:
-            x, tokens = self.reducer(x, keys, tokens)
+        if reducer is not None and reducer.where == 'after_attention':
+            x, tokens = reducer(
+                x, tokens, queries=q, keys=k, scale=self.attn.scale)
         x = self.ffn(self.ln2(x), identity=x)
         return x, tokens

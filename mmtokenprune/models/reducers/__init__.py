@@ -6,6 +6,10 @@ names one by ``type`` (:class:`TokenCfg`).
 """
 from .base import TokenReducer
 from .matching import ATME, ToMe
+from .tps import DTPS, ETPS, TPSReducer
 from .token_cfg import TokenCfg, reducer_types
 
-__all__ = ['TokenReducer', 'ATME', 'ToMe', 'TokenCfg', 'reducer_types']
+__all__ = [
+    'TokenReducer', 'ATME', 'ToMe', 'TPSReducer', 'DTPS', 'ETPS', 'TokenCfg',
+    'reducer_types'
+]

@@ -15,9 +15,16 @@ step, a :class:`~mmtokenprune.ops.MergePlan`, in two settings:
 
 Options of its own are class attributes listed in ``options`` (name ->
 default); ``token_cfg`` keys that are not common schedule keys reach the
-reducer, which refuses unknown ones by name. Backbones never branch on the
-reducer's type, so adding one is writing one class and registering it.
-Nothing is stored during a forward.
+reducer, which refuses unknown ones by name. A few class attributes say
+where and how it acts (``where``, ``prunes``, ``supports_prop_attn``,
+``supports_windows``). Backbones never branch on the reducer's type, so
+adding one is writing one class and registering it. Learned parts (a
+predictor) are submodules of the reducer, so they load with the layer that
+uses them. Nothing is stored during a forward.
+
+In a sequence the patch tokens sit between leading extra tokens (cls,
+dist) and trailing ones (SPViT's package tokens); the
+:class:`~mmtokenprune.ops.TokenMap` covers the patch tokens only.
 """
 from typing import Any, Dict, Optional, Tuple
 
@@ -50,11 +57,25 @@ class TokenReducer(nn.Module):
 
     #: The reducer's own ``token_cfg`` keys and their defaults.
     options: Dict[str, Any] = {}
+    #: Where a ViT layer runs it: ``'after_attention'`` (between attention
+    #: and MLP; gets the layer's queries and keys) or ``'before_block'``.
+    where: str = 'after_attention'
+    #: Pruning reducers may remove all tokens but one per step (merging:
+    #: at most half, a source needs a destination).
+    prunes: bool = False
+    #: Whether proportional attention (``log(size)`` bias) applies.
+    supports_prop_attn: bool = True
+    #: Whether it plans inside Swin windows (:meth:`window_roles`...).
+    supports_windows: bool = True
+    #: Trailing extra tokens one step appends (SPViT: its package token).
+    tail_tokens: int = 0
 
     def __init__(self,
                  step: Step,
                  index: int,
                  num_extra_tokens: int = 0,
+                 embed_dims: Optional[int] = None,
+                 num_heads: Optional[int] = None,
                  key: str = 'token_cfg',
                  **options):
         super().__init__()
@@ -62,6 +83,8 @@ class TokenReducer(nn.Module):
         self.step = step
         self.index = index
         self.num_extra_tokens = num_extra_tokens
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
         self.key = key
         for name, default in self.options.items():
             setattr(self, name, options.get(name, default))
@@ -81,7 +104,20 @@ class TokenReducer(nn.Module):
                 f"type='{cls.__name__}'; allowed: {list(TokenCfg.COMMON)} "
                 f'and its own {sorted(cls.options)}.')
 
+    def num_removed(self, num_tokens: int, where: str = '') -> int:
+        """Tokens this step removes from ``num_tokens`` (checked)."""
+        key = f'{self.key} ({where})' if where else self.key
+        return self.step.num_removed(
+            num_tokens, key, max_removed=num_tokens - 1 if self.prunes else None)
+
     # ------------------------------------------------------ token sequence
+    def split(self, x: Tensor,
+              tokens: TokenMap) -> Tuple[Tensor, Tensor, Tensor]:
+        """``(B, E, C)`` leading extras, ``(B, N, C)`` patch tokens and
+        ``(B, T, C)`` trailing extras of a sequence."""
+        E, N = self.num_extra_tokens, tokens.num_tokens
+        return x[:, :E], x[:, E:E + N], x[:, E + N:]
+
     def plan(self, metric: Tensor, tokens: TokenMap, r: int) -> MergePlan:
         """Plan removing ``r`` of the current patch tokens.
 
@@ -96,26 +132,36 @@ class TokenReducer(nn.Module):
         """
         raise NotImplementedError
 
-    def forward(self, x: Tensor, keys: Tensor,
-                tokens: TokenMap) -> Tuple[Tensor, TokenMap]:
+    def forward(self,
+                x: Tensor,
+                tokens: TokenMap,
+                queries: Optional[Tensor] = None,
+                keys: Optional[Tensor] = None,
+                scale: Optional[float] = None) -> Tuple[Tensor, TokenMap]:
         """Reduce the patch tokens of a sequence by this layer's step.
 
+        This default merges with :meth:`plan` on the keys averaged over
+        heads (size-weighted average); pruning reducers override it.
+
         Args:
-            x (Tensor): ``(B, E + N, C)`` tokens, extra tokens first.
-            keys (Tensor): ``(B, heads, E + N, d)`` attention keys.
+            x (Tensor): ``(B, E + N + T, C)`` tokens, extra tokens first
+                and (packages) last.
             tokens (TokenMap): map of the ``N`` patch tokens.
+            queries, keys (Tensor, optional): ``(B, heads, E + N + T, d)``
+                of this layer's attention (``where='after_attention'``).
+            scale (float, optional): the attention's logit scale.
 
         Returns:
-            tuple[Tensor, TokenMap]: ``(B, E + N - r, C)`` and the new map.
+            tuple[Tensor, TokenMap]: ``(B, E + N - r + T, C)`` and the map.
         """
-        E = self.num_extra_tokens
-        patches = x[:, E:]
-        r = self.step.num_removed(patches.shape[1], self.key)
+        head, patches, tail = self.split(x, tokens)
+        r = self.num_removed(patches.shape[1])
         if r == 0:
             return x, tokens
-        plan = self.plan(keys[:, :, E:].mean(dim=1), tokens, r)
+        E, N = head.shape[1], patches.shape[1]
+        plan = self.plan(keys[:, :, E:E + N].mean(dim=1), tokens, r)
         patches = merge_tokens(patches, plan, tokens.size)
-        return torch.cat([x[:, :E], patches], dim=1), tokens.apply(plan)
+        return torch.cat([head, patches, tail], dim=1), tokens.apply(plan)
 
     # ------------------------------------------------------------- windows
     def window_roles(self, window_size: int,
@@ -152,7 +198,7 @@ class TokenReducer(nn.Module):
             raise ValueError(f'`{self.key}.r`: r={self.step.r} at {where} '
                              'must be smaller than the window area (and at '
                              f'most half of it, {area // 2}).')
-        return self.step.num_removed(area, key=f'{self.key} ({where})')
+        return self.num_removed(area, where)
 
     @torch.no_grad()
     def window_plan(self,

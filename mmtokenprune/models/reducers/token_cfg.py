@@ -57,7 +57,13 @@ class TokenCfg:
             raise ValueError(f'`{key}.type` must be one of {types}; got '
                              f'{cfg.get("type")!r}.')
         options = {k: v for k, v in cfg.items() if k not in cls.COMMON}
-        TOKEN_REDUCERS.get(cfg['type']).check_options(options, key)
+        reducer = TOKEN_REDUCERS.get(cfg['type'])
+        reducer.check_options(options, key)
+        prop_attn = cfg.get('prop_attn', reducer.supports_prop_attn)
+        if prop_attn and not reducer.supports_prop_attn:
+            raise ValueError(f"`{key}.prop_attn`: type='{cfg['type']}' "
+                             'has no proportional attention; set it False '
+                             'or leave it out.')
         layers = cfg.get('layers', default_layers)
         schedule = parse_schedule(
             num_layers,
@@ -68,7 +74,7 @@ class TokenCfg:
         return cls(
             type=cfg['type'],
             schedule=schedule,
-            prop_attn=bool(cfg.get('prop_attn', True)),
+            prop_attn=bool(prop_attn),
             options=options,
             key=key)
 
@@ -76,10 +82,24 @@ class TokenCfg:
     def enabled(self) -> bool:
         return any(step is not None for step in self.schedule)
 
-    def build_reducers(self, num_extra_tokens: int = 0) -> List:
-        """One reducer per reducing layer (None elsewhere)."""
+    @property
+    def reducer_class(self):
+        """The registered reducer class (None when reduction is off)."""
+        return TOKEN_REDUCERS.get(self.type) if self.type else None
+
+    def build_reducers(self,
+                       num_extra_tokens: int = 0,
+                       dims: Optional[Sequence[Tuple[int, int]]] = None
+                       ) -> List:
+        """One reducer per reducing layer (None elsewhere).
+
+        Args:
+            num_extra_tokens (int): leading extra tokens. Defaults to 0.
+            dims (Sequence[tuple[int, int]], optional): ``(embed_dims,
+                num_heads)`` of every layer, for learned reducers.
+        """
         reducers, index = [], 0
-        for step in self.schedule:
+        for i, step in enumerate(self.schedule):
             if step is None:
                 reducers.append(None)
                 continue
@@ -90,6 +110,8 @@ class TokenCfg:
                         step=step,
                         index=index,
                         num_extra_tokens=num_extra_tokens,
+                        embed_dims=dims[i][0] if dims else None,
+                        num_heads=dims[i][1] if dims else None,
                         key=self.key,
                         **self.options)))
             index += 1
