@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from mmengine.analysis import FlopAnalyzer
 from test_measure import other_thread_count, spy_timer
 
-import mmtokenprune  # noqa: F401  (before mmseg: mmcv-lite fallbacks)
 from mmtokenprune.analysis import (count_flops, draw_merge_regions,
                                    flop_analyzer)
 from mmtokenprune.models import PrunedVisionTransformer

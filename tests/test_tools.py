@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from mmtokenprune.utils.launch import (base_parser, enable_amp, load_config,
-                                       set_resume)
+from mmtokenprune.utils.launch import (base_parser, config_from_args,
+                                       enable_amp, set_resume)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CAMVID_BASE = osp.join(REPO, 'configs', '_base_', 'datasets', 'camvid.py')
@@ -179,7 +179,7 @@ optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD'))
     parser = base_parser('test')
     args = parser.parse_args(
         [str(config), '--cfg-options', 'data_root=new', 'a.b=1'])
-    cfg = load_config(args)
+    cfg = config_from_args(args)
     assert cfg.work_dir == osp.join('./work_dirs', 'wrapped')
     assert cfg.launcher == 'none' and cfg.a.b == 1
     assert cfg.data_root == 'new'
@@ -188,7 +188,7 @@ optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD'))
     assert 'data_root' not in cfg.val_dataloader.dataset.datasets[1]
 
     args = parser.parse_args([str(config), '--work-dir', 'elsewhere'])
-    assert load_config(args).work_dir == 'elsewhere'
+    assert config_from_args(args).work_dir == 'elsewhere'
 
     set_resume(cfg, 'auto')
     assert cfg.resume is True and cfg.load_from is None
@@ -219,7 +219,8 @@ def test_reproduce_results_checks_stages(tmp_path):
     proc = run('baseline', 'finetuning')
     assert proc.returncode == 2
     assert "unknown stage 'finetuning'" in proc.stderr
-    assert 'baseline trainingfree finetune cifar10 transfer' in proc.stderr
+    assert 'baseline trainingfree finetune cifar10 transfer retime' in \
+        proc.stderr
     proc = run('finetune')
     assert proc.returncode == 1
     assert 'camvid_deit-t16_4k/iter_4000.pth' in proc.stderr

@@ -19,11 +19,10 @@ import os
 import os.path as osp
 
 import torch
-from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
 import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
-from mmtokenprune.analysis.benchmark import build_model
+from mmtokenprune.utils.config import build_model, load_config
 from mmtokenprune.models.cdcp import init_gates_by_magnitude
 
 
@@ -42,8 +41,7 @@ def main(argv=None):
         default=3.0,
         help='|logit| of the set gates. Defaults to 3.')
     args = parser.parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    cfg.model.backbone.init_cfg = None
+    cfg = load_config(args.config)
     channel_cfg = cfg.model.backbone.get('channel_cfg') or {}
     if channel_cfg.get('type') != 'CDCP':
         raise ValueError(f'{args.config}: model.backbone.channel_cfg.type '

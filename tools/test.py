@@ -9,7 +9,8 @@ import os.path as osp
 from mmengine.utils import mkdir_or_exist
 
 import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
-from mmtokenprune.utils.launch import base_parser, build_runner, load_config
+from mmtokenprune.utils.launch import (base_parser, build_runner,
+                                       config_from_args)
 
 
 def main(argv=None):
@@ -21,7 +22,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         parser.error(f'checkpoint {args.checkpoint!r} does not exist')
-    cfg = load_config(args)
+    cfg = config_from_args(args)
     cfg.load_from = args.checkpoint
     metrics = build_runner(cfg).test()
     if args.out:

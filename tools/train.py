@@ -5,8 +5,9 @@ Examples:
     torchrun --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch
 """
 import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
-from mmtokenprune.utils.launch import (base_parser, build_runner, enable_amp,
-                                       load_config, set_resume)
+from mmtokenprune.utils.launch import (base_parser, build_runner,
+                                       config_from_args, enable_amp,
+                                       set_resume)
 
 
 def main(argv=None):
@@ -21,7 +22,7 @@ def main(argv=None):
     parser.add_argument(
         '--amp', action='store_true', help='mixed precision (needs a GPU)')
     args = parser.parse_args(argv)
-    cfg = load_config(args)
+    cfg = config_from_args(args)
     if args.amp:
         enable_amp(cfg)
     set_resume(cfg, args.resume)

@@ -17,7 +17,8 @@ from typing import Dict, List, Optional, Union
 import torch.nn as nn
 from mmengine.config import Config
 
-from .build import build_model, export_channel_pruned, load_config
+from ..utils.config import build_model, load_config
+from .build import export_channel_pruned
 
 __all__ = ['Setting', 'build_setting']
 
@@ -44,7 +45,7 @@ def build_setting(name: str,
                   source: Union[str, Config],
                   options: Optional[Dict] = None) -> Setting:
     """Build one setting from a config file or loaded config (see
-    :func:`~mmtokenprune.analysis.build.load_config`); a CDCP-gated
+    :func:`~mmtokenprune.utils.config.load_config`); a CDCP-gated
     backbone is exported (see the module docstring).
 
     Args:

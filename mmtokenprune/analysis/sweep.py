@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from mmengine.config import Config
 
-from .build import build_model
+from ..utils.config import build_model
 from .latency import check_timing, num_threads
 from .sweep_config import setting_config
 from .sweep_eval import evaluate_setting

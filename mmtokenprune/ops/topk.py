@@ -9,7 +9,6 @@ https://arxiv.org/abs/2202.07800).
 import math
 from typing import Optional, Tuple
 
-import torch
 from torch import Tensor
 
 __all__ = ['num_keep_from_ratio', 'topk_split', 'cls_attention_score']

@@ -6,7 +6,7 @@ Both tools work for mmseg and mmpretrain configs alike: the config's
 import argparse
 import os
 import os.path as osp
-from typing import List, Optional
+from typing import Optional
 
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
@@ -14,13 +14,12 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from ..compat.dist import prepare_cpu_distributed
+from .config import load_config
 
 __all__ = [
-    'base_parser', 'load_config', 'propagate_data_root', 'build_runner',
-    'enable_amp', 'set_resume'
+    'base_parser', 'config_from_args', 'build_runner', 'enable_amp',
+    'set_resume'
 ]
-
-_DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -57,7 +56,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def load_config(args: argparse.Namespace) -> Config:
+def config_from_args(args: argparse.Namespace) -> Config:
     """Read ``args.config`` and apply the shared command-line options.
 
     Args:
@@ -65,52 +64,17 @@ def load_config(args: argparse.Namespace) -> Config:
 
     Returns:
         Config: Config with ``launcher``, ``work_dir`` and the
-        ``--cfg-options`` applied.
+        ``--cfg-options`` applied (:func:`~.config.load_config`).
     """
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-        if 'data_root' in args.cfg_options:
-            propagate_data_root(cfg, args.cfg_options['data_root'])
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         name = osp.splitext(osp.basename(args.config))[0]
         cfg.work_dir = osp.join('./work_dirs', name)
     return cfg
-
-
-def propagate_data_root(cfg: Config, data_root: str) -> None:
-    """Copy a ``data_root`` override into the datasets that have one.
-
-    Config variables are resolved when a file is read, so overriding the
-    top-level ``data_root`` alone would not reach the dataloaders.
-
-    Args:
-        cfg (Config): Config whose train/val/test dataloaders' datasets
-            (and datasets nested in wrappers) are updated in place.
-        data_root (str): The new data folder.
-    """
-    for key in _DATALOADERS:
-        loader = cfg.get(key, None)
-        if loader is None:
-            continue
-        for dataset in _iter_datasets(loader.get('dataset', None)):
-            if 'data_root' in dataset:
-                dataset['data_root'] = data_root
-
-
-def _iter_datasets(dataset) -> List[dict]:
-    """Return ``dataset`` and every dataset nested in wrappers of it."""
-    if not isinstance(dataset, dict):
-        return []
-    found = [dataset]
-    for child in [dataset.get('dataset', None)] + list(
-            dataset.get('datasets', None) or []):
-        found.extend(_iter_datasets(child))
-    return found
 
 
 def enable_amp(cfg: Config) -> None:

@@ -38,7 +38,7 @@ from typing import List, Optional
 from mmengine.config import DictAction
 
 import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
-from mmtokenprune.analysis.build import load_config
+from mmtokenprune.utils.config import load_config
 from mmtokenprune.analysis.sweep import run_sweep
 from mmtokenprune.analysis.sweep_report import format_markdown, plot_pareto
 from mmtokenprune.analysis.sweep_settings import parse_setting

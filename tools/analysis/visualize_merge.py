@@ -23,11 +23,12 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-from mmengine.config import Config
 
-import mmtokenprune  # noqa: F401  (environment fixes before mmseg)
-from mmtokenprune.analysis.sweep import parse_setting, setting_config
+from mmtokenprune.analysis.sweep_config import setting_config
+from mmtokenprune.analysis.sweep_settings import parse_setting
 from mmtokenprune.analysis.visualize import draw_merge_regions
+from mmtokenprune.utils.config import build_model as build
+from mmtokenprune.utils.config import load_config
 
 
 def build_model(config: str, checkpoint: Optional[str],
@@ -35,12 +36,11 @@ def build_model(config: str, checkpoint: Optional[str],
     """The config's model with ``setting``'s backbone, weights loaded."""
     from mmengine.runner import load_checkpoint
 
-    from mmtokenprune.analysis.benchmark import build_model as build
     parsed = parse_setting(setting)
     if parsed.token_cfg is None:
         raise ValueError(f'--setting {setting!r} reduces no tokens; name a '
                          'reducer, e.g. ATME:keep_ratio=0.9.')
-    model = build(setting_config(Config.fromfile(config), parsed))
+    model = build(setting_config(load_config(config), parsed))
     checkpoint = parsed.checkpoint or checkpoint
     if checkpoint:
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True)

@@ -4,11 +4,10 @@ import os.path as osp
 from typing import Tuple
 
 import torch
-from mmengine.config import Config
-from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import load_checkpoint
 
 from ...ops import PruneSpec
+from ...utils.config import build_model, load_config
 
 __all__ = ['export_checkpoint']
 
@@ -20,12 +19,8 @@ def export_checkpoint(config: str, checkpoint: str,
     Returns:
         tuple[PruneSpec, str]: the spec and the path of ``pruned.pth``.
     """
-    cfg = Config.fromfile(config)
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    cfg.model.backbone.init_cfg = None
-    model = MODELS.build(cfg.model)
+    model = build_model(load_config(config))
     load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
-    model.eval()
     if not hasattr(model.backbone, 'export_pruned'):
         raise TypeError(f'{type(model.backbone).__name__} cannot export a '
                         'pruned model; use an mmtokenprune backbone.')
