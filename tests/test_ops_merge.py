@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from mmtokenprune.ops import (TokenMap, atme_level, atme_plan, merge_tokens,
-                              parse_schedule, tome_plan, unmerge_tokens)
+from mmtokenprune.ops import (MergePlan, TokenMap, atme_level, atme_plan,
+                              merge_tokens, parse_schedule, tome_plan,
+                              unmerge_tokens)
 from mmtokenprune.ops.schedule import Step
 
 
@@ -176,3 +177,24 @@ def test_schedule_parsing_and_errors():
         parse_schedule(4, r=[1], layers=[0, 1])
     with pytest.raises(ValueError, match=r'token_cfg.*r=9.*at most half'):
         Step(r=9).num_removed(16)
+
+
+def test_features_set_aside_survive_later_steps():
+    """Positions moved aside keep their feature while later plans remove
+    and renumber the live tokens."""
+    tokens = TokenMap.identity(1, (1, 6))
+    x = torch.arange(6.).view(1, 6, 1)
+    moved = torch.tensor([[False, True, False, False, True, False]])
+    tokens = tokens.set_aside(moved, x * 10, torch.arange(6).view(1, 6))
+    assert tokens.size.tolist() == [[1, 0, 1, 1, 0, 1]]
+    # drop tokens 1 and 4 (no position points at them any more), then
+    # merge token 3 into 2
+    keep = torch.tensor([[0, 2, 3, 5]])
+    old2new = torch.tensor([[0, 0, 1, 2, 0, 3]])
+    tokens = tokens.apply(MergePlan(old2new=old2new, keep_idx=keep))
+    old2new = torch.tensor([[0, 1, 1, 2]])
+    keep = torch.tensor([[0, 1, 3]])
+    tokens = tokens.apply(MergePlan(old2new=old2new, keep_idx=keep))
+    live = torch.tensor([[[0.], [2.], [5.]]])
+    full = unmerge_tokens(live, tokens)
+    assert full.view(-1).tolist() == [0., 10., 2., 2., 40., 5.]

@@ -152,7 +152,8 @@ def test_merging_reduces_tokens_per_layer():
     'kwargs, match',
     [
         (dict(token_cfg=dict(type='Nope', r=2)),
-         r"token_cfg.type` must be one of \['ATME', 'ToMe'"),
+         r"token_cfg.type` must be one of \['ATME', 'SPViT', 'ToMe', 'dTPS', "
+         r"'eTPS'\]"),
         (dict(token_cfg=dict(type='ATME', keep_ratio=1.2)),
          r'token_cfg.keep_ratio` must be in \(0, 1\]'),
         (dict(token_cfg=dict(type='ATME', r=2, ratio=3)),

@@ -8,7 +8,7 @@ token stands for (``size``) and the original cell each token is anchored at
 scatter, composing it with the map is one gather, and un-merging back to the
 full grid is one gather. Extra tokens (cls, dist) never enter these tensors.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Tuple
 
 import torch
@@ -52,12 +52,17 @@ class TokenMap:
             stand for no patch (``size`` 0, no ``assign`` points at them).
             May carry a straight-through gradient. None: every token is
             live (inference, merging reducers).
+        aside (Tensor, optional): ``(B, M, C)`` features kept aside for
+            positions whose token left the sequence without a host (SPViT:
+            a dropped token's last own feature, or its package token);
+            ``assign`` values ``N + j`` point at ``aside[:, j]``.
     """
     assign: Tensor
     size: Tensor
     anchor: Tensor
     grid: Tuple[int, int]
     policy: Optional[Tensor] = None
+    aside: Optional[Tensor] = None
 
     @classmethod
     def identity(cls, batch: int, grid: Tuple[int, int],
@@ -83,17 +88,50 @@ class TokenMap:
 
     def apply(self, plan: MergePlan) -> 'TokenMap':
         """Compose this map with one more reduction step (one gather)."""
+        N = self.num_tokens
         size = self.size.new_zeros(self.size.shape[0], plan.num_out)
         size.scatter_add_(1, plan.old2new, self.size)
         policy = None
         if self.policy is not None:
             policy = self.policy.gather(1, plan.keep_idx)
+        assign = plan.old2new.gather(1, self.assign.clamp(max=N - 1))
+        if self.aside is not None:  # aside entries move with the count
+            assign = torch.where(self.assign < N, assign,
+                                 self.assign - N + plan.num_out)
         return TokenMap(
-            assign=plan.old2new.gather(1, self.assign),
+            assign=assign,
             size=size,
             anchor=self.anchor.gather(1, plan.keep_idx),
             grid=self.grid,
-            policy=policy)
+            policy=policy,
+            aside=self.aside)
+
+    def set_aside(self, moved: Tensor, features: Tensor,
+                  target: Tensor) -> 'TokenMap':
+        """Point the positions of some current tokens at features aside.
+
+        Args:
+            moved (Tensor): ``(B, N)`` bool, the tokens whose positions
+                move (their ``size`` becomes 0).
+            features (Tensor): ``(B, K, C)`` features appended to ``aside``.
+            target (Tensor): ``(B, N)`` long in ``[0, K)``, the feature each
+                moved token's positions take.
+
+        Returns:
+            TokenMap: the same tokens; the moved ones stand for no patch.
+        """
+        N = self.num_tokens
+        M = 0 if self.aside is None else self.aside.shape[1]
+        own = self.assign.clamp(max=N - 1)
+        move = (self.assign < N) & moved.gather(1, own)
+        assign = torch.where(move, N + M + target.gather(1, own), self.assign)
+        aside = features if self.aside is None else torch.cat(
+            [self.aside, features], dim=1)
+        return replace(
+            self,
+            assign=assign,
+            size=self.size.masked_fill(moved, 0),
+            aside=aside)
 
 
 def merge_tokens(x: Tensor, plan: MergePlan, weight: Tensor) -> Tensor:
@@ -123,10 +161,13 @@ def unmerge_tokens(x: Tensor, tokens: TokenMap) -> Tensor:
 
     Args:
         x (Tensor): ``(B, N, C)`` current patch tokens.
-        tokens (TokenMap): the map of the same forward.
+        tokens (TokenMap): the map of the same forward (positions that
+            point at ``tokens.aside`` take those features).
 
     Returns:
         Tensor: ``(B, H0 * W0, C)``.
     """
+    if tokens.aside is not None:
+        x = torch.cat([x, tokens.aside.to(x.dtype)], dim=1)
     index = tokens.assign.unsqueeze(-1).expand(-1, -1, x.shape[-1])
     return x.gather(1, index)

@@ -6,10 +6,12 @@ names one by ``type`` (:class:`TokenCfg`).
 """
 from .base import TokenReducer
 from .matching import ATME, ToMe
+from .spvit import SPViT
 from .tps import DTPS, ETPS, TPSReducer
 from .token_cfg import TokenCfg, reducer_types
 
 __all__ = [
-    'TokenReducer', 'ATME', 'ToMe', 'TPSReducer', 'DTPS', 'ETPS', 'TokenCfg',
+    'TokenReducer', 'ATME', 'ToMe', 'SPViT', 'TPSReducer', 'DTPS', 'ETPS',
+    'TokenCfg',
     'reducer_types'
 ]

@@ -1,0 +1,126 @@
+"""SPViT: a multi-head token selector and a package token per stage.
+
+`SPViT: Enabling Faster Vision Transformers via Latency-aware Soft Token
+Pruning <https://arxiv.org/abs/2112.13890>`_ (Kong et al., ECCV 2022). Before
+the block, :class:`~mmtokenprune.ops.MultiheadPredictorLG` scores the patch
+tokens; the dropped ones are summarised into one *package token* appended
+after the sequence (earlier packages always stay, and never enter the merge
+map).
+
+- **training** (as the original's training file): straight-through
+  Gumbel-softmax decisions within the previous keep mask, all tokens stay
+  and the dropped ones are masked as attention keys; the package is the
+  keep-probability-weighted sum of the dropped tokens (not normalised);
+- **inference**: a fixed top-k by keep probability per image (batchable;
+  ours: the original samples a per-image count, B=1, which
+  ``sample=True`` reproduces); the package is the mean of the dropped
+  tokens (as the original's inference file).
+
+Dense heads (ours; SPViT has no segmentation): a dropped position takes its
+own feature at the moment it was dropped (``dense='last'``, as DToP) or the
+package token as it was made (``dense='package'``), kept aside in the
+:class:`~mmtokenprune.ops.TokenMap`.
+"""
+from dataclasses import replace
+
+import torch
+from torch import Tensor
+
+from ...ops import (MergePlan, MultiheadPredictorLG, TokenMap, package_mean,
+                    package_token, sample_keep, topk_split)
+from ...registry import TOKEN_REDUCERS
+from .base import TokenReducer
+
+__all__ = ['SPViT']
+
+DENSE = ('last', 'package')
+
+
+def _gather(x: Tensor, idx: Tensor) -> Tensor:
+    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+@TOKEN_REDUCERS.register_module()
+class SPViT(TokenReducer):
+    """SPViT's selector + package token, before the block.
+
+    Options:
+        share_heads (bool): one ``in_conv``/``out_conv`` for all heads, as
+            the original's ``[module for _ in range(H)]``. Defaults to True.
+        tau (float): Gumbel-softmax temperature. Defaults to 1.
+        dense (str): what a dropped position shows dense heads: 'last' or
+            'package'. Defaults to 'last'.
+        sample (bool): inference keeps the sampled decision (the original's
+            per-image count; batch size 1 only) instead of the top-k.
+            Defaults to False.
+    """
+    options = dict(share_heads=True, tau=1.0, dense='last', sample=False)
+    where = 'before_block'
+    prunes = True
+    supports_prop_attn = False
+    supports_windows = False
+    tail_tokens = 1
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.dense not in DENSE:
+            raise ValueError(f'`{self.key}.dense` must be one of '
+                             f'{list(DENSE)}; got {self.dense!r}.')
+        if self.embed_dims is None or self.num_heads is None:
+            raise ValueError('SPViT needs the layer width and heads.')
+        self.selector = MultiheadPredictorLG(self.embed_dims, self.num_heads,
+                                             bool(self.share_heads))
+
+    def forward(self, x, tokens, queries=None, keys=None, scale=None):
+        head, patches, tail = self.split(x, tokens)
+        if self.training:
+            patches, package, tokens = self._train_step(patches, tokens)
+        else:
+            patches, package, tokens = self._infer_step(patches, tokens)
+        return torch.cat([head, patches, tail, package], dim=1), tokens
+
+    def _set_aside(self, tokens: TokenMap, moved: Tensor, patches: Tensor,
+                   package: Tensor) -> TokenMap:
+        """Dropped positions point at their own feature or the package."""
+        if self.dense == 'package':
+            return tokens.set_aside(moved, package, torch.zeros_like(
+                moved, dtype=torch.long))
+        own = torch.arange(moved.shape[1], device=moved.device)
+        return tokens.set_aside(moved, patches, own.expand_as(moved))
+
+    def _train_step(self, patches: Tensor, tokens: TokenMap):
+        B, N, _ = patches.shape
+        prev = tokens.policy
+        if prev is None:
+            prev = patches.new_ones(B, N)
+        log_scores, scores = self.selector(patches, prev)
+        keep = sample_keep(log_scores, prev, tau=self.tau)
+        drop = prev - keep  # dropped now (straight-through)
+        package = package_token(patches, drop, scores[..., 0])
+        tokens = self._set_aside(tokens, drop.detach() > 0, patches, package)
+        return patches, package, replace(tokens, policy=keep)
+
+    def _infer_step(self, patches: Tensor, tokens: TokenMap):
+        B, N, _ = patches.shape
+        log_scores, scores = self.selector(patches)
+        if self.sample:
+            if B != 1:
+                raise ValueError(f'`{self.key}.sample=True` keeps a '
+                                 'per-image count: batch size 1 only; got '
+                                 f'{B}.')
+            keep = sample_keep(log_scores)[0].bool()
+            keep[scores[0, :, 0].argmax()] = True  # one token stays
+            keep_idx = keep.nonzero()[:, 0].unsqueeze(0)
+            drop_idx = (~keep).nonzero()[:, 0].unsqueeze(0)
+        else:
+            keep_idx, drop_idx = topk_split(scores[..., 0],
+                                            N - self.num_removed(N))
+        package = package_mean(_gather(patches, drop_idx))
+        moved = torch.zeros(B, N, dtype=torch.bool, device=patches.device)
+        moved.scatter_(1, drop_idx, True)
+        tokens = self._set_aside(tokens, moved, patches, package)
+        old2new = torch.zeros_like(moved, dtype=torch.long)
+        rank = torch.arange(keep_idx.shape[1], device=patches.device)
+        old2new.scatter_(1, keep_idx, rank.expand_as(keep_idx))
+        plan = MergePlan(old2new=old2new, keep_idx=keep_idx)
+        return _gather(patches, keep_idx), package, tokens.apply(plan)

@@ -1,0 +1,116 @@
+"""SPViT (multi-head selector + package token) as a token reducer."""
+import copy
+
+import pytest
+import torch
+
+from mmtokenprune.models import PrunedVisionTransformer
+from mmtokenprune.models.reducers import SPViT
+from mmtokenprune.ops import TokenMap, unmerge_tokens
+from mmtokenprune.ops.schedule import Step
+
+TINY = dict(
+    arch=dict(
+        embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64),
+    img_size=64,
+    out_indices=(1, 2, 3),
+    out_type='featmap')
+
+
+def build(**token_cfg):
+    torch.manual_seed(0)
+    model = PrunedVisionTransformer(
+        **copy.deepcopy(TINY),
+        token_cfg=dict(type='SPViT', keep_ratio=0.6, layers=[1, 2],
+                       **token_cfg))
+    model.init_weights()
+    return model.eval()
+
+
+def _reducer(**options):
+    torch.manual_seed(0)
+    return SPViT(
+        Step(keep_ratio=0.5), 0, num_extra_tokens=1, embed_dims=16,
+        num_heads=2, **options)
+
+
+@pytest.mark.parametrize('dense', ['last', 'package'])
+def test_inference_keeps_exact_counts_and_full_maps(dense):
+    model = build(dense=dense)
+    x = torch.randn(3, 3, 64, 80)  # 20 patches
+    with torch.no_grad():
+        maps = model.token_maps(x)
+        outs = model(x)
+    assert [m.num_tokens for m in maps] == [20, 12, 8, 8]
+    # cls + patches + one package per pruning stage
+    assert model.token_counts((4, 5)) == [(21, 21, 21), (14, 14, 14),
+                                          (11, 11, 11), (11, 11, 11)]
+    assert [tuple(o.shape) for o in outs] == [(3, 32, 4, 5)] * 3
+    for m in maps:
+        live = m.assign < m.num_tokens
+        assert torch.all(m.size.sum(1) == live.sum(1))
+
+
+@pytest.mark.parametrize('dense', ['last', 'package'])
+def test_dropped_positions_show_their_feature_or_the_package(dense):
+    reducer = _reducer(dense=dense).eval()
+    x = torch.randn(2, 1 + 16 + 1, 16)  # cls, 16 patches, an old package
+    tokens = TokenMap.identity(2, (4, 4))
+    with torch.no_grad():
+        out, tokens = reducer(x, tokens)
+    assert out.shape == (2, 1 + 8 + 2, 16)
+    torch.testing.assert_close(out[:, :1], x[:, :1])  # cls untouched
+    torch.testing.assert_close(out[:, 9:10], x[:, 17:])  # old package too
+    full = unmerge_tokens(out[:, 1:9], tokens)
+    patches = x[:, 1:17]
+    kept = tokens.assign < 8
+    torch.testing.assert_close(full[kept], patches[kept])
+    dropped = ~kept
+    assert dropped.sum() == 16
+    if dense == 'last':
+        torch.testing.assert_close(full[dropped], patches[dropped])
+    else:  # the mean of the dropped tokens, the new package
+        package = torch.stack([patches[b][dropped[b]].mean(0)
+                               for b in range(2)])
+        torch.testing.assert_close(out[:, 10], package)
+        torch.testing.assert_close(full[dropped],
+                                   package.repeat_interleave(8, 0))
+
+
+def test_training_package_is_the_weighted_sum_of_the_dropped_tokens():
+    reducer = _reducer().train()
+    x = torch.randn(2, 1 + 16, 16)
+    tokens = TokenMap.identity(2, (4, 4))
+    out, after = reducer(x, tokens)
+    assert out.shape == (2, 1 + 16 + 1, 16)  # nothing removed in training
+    drop = 1. - after.policy
+    assert drop.sum() > 0
+    _, scores = reducer.selector(x[:, 1:], torch.ones(2, 16))
+    expected = torch.einsum('bn,bnc->bc', drop * scores[..., 0], x[:, 1:])
+    torch.testing.assert_close(out[:, -1], expected)
+    # dropped tokens stand for no patch; their positions look aside
+    assert torch.all(after.size[drop.bool()] == 0)
+    assert torch.all(after.assign[drop.bool()] >= 16)
+
+
+def test_the_selector_learns_and_extra_tokens_are_kept_in_training():
+    model = build()
+    model.train()
+    maps = model.token_maps(torch.randn(2, 3, 64, 64))
+    assert maps[2].policy.shape == (2, 16)
+    out = model(torch.randn(2, 3, 64, 64))
+    sum(o.square().mean() for o in out).backward()
+    grads = [p.grad for n, p in model.named_parameters() if '.selector.' in n]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match=r"token_cfg.dense.*\['last', "
+                       r"'package'\].*'all'"):
+        build(dense='all')
+    model = build(sample=True)
+    with pytest.raises(ValueError, match='sample=True.*batch size 1'):
+        model(torch.randn(2, 3, 64, 64))
+    with torch.no_grad():
+        maps = model.token_maps(torch.randn(1, 3, 64, 64))
+    assert maps[-1].num_tokens >= 1
