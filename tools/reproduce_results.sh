@@ -9,6 +9,10 @@
 #   finetune      ATME+CDCP fine-tune (1k), export; unpruned 1k control; sweep
 #   cifar10       CIFAR-10 classifier (600 it), CDCP fine-tune (300 it), export, sweep
 #   transfer      CamVid from the CIFAR-10 export vs the same model from scratch; sweep
+#   retime        re-time (--timing-only, random weights: latency depends on
+#                 shapes only) the settings of trainingfree and finetune; the
+#                 fine-tuned widths come from docs/specs/ (the export's widths
+#                 as docs/results.md lists them); needs no other stage
 #
 # Outputs go under $WORK (default work_dirs/); each command's wall time is
 # printed. Latency uses one torch thread and process CPU time, robust to
@@ -49,16 +53,21 @@ stage_baseline() {
     run python tools/train.py $SEG_CFG --work-dir $W/camvid_deit-t16_4k
 }
 
-stage_trainingfree() {
-    need $BASE baseline
-    local settings=(baseline)
+# The training-free settings: ATME and ToMe at five equal-GFLOPs levels.
+trainingfree_settings() {
+    TF_SETTINGS=(baseline)
     for s in "keep_ratio=0.75,layers=0/3" "keep_ratio=0.9" \
              "keep_ratio=0.85,layers=0/3" "keep_ratio=0.6,layers=0/3" \
              "keep_ratio=0.5,layers=0/3"; do
-        settings+=("ATME:$s" "ToMe:$s")
+        TF_SETTINGS+=("ATME:$s" "ToMe:$s")
     done
+}
+
+stage_trainingfree() {
+    need $BASE baseline
+    trainingfree_settings
     run python tools/analysis/sweep.py $SEG_CFG $BASE "${SWEEP_OPTS[@]}" \
-        --out $W/sweep_camvid_trainingfree --settings "${settings[@]}"
+        --out $W/sweep_camvid_trainingfree --settings "${TF_SETTINGS[@]}"
     for reducer in ATME ToMe; do
         run python tools/analysis/visualize_merge.py $SEG_CFG $BASE \
             ../shared/data/camvid/images/val/0016E5_07965.png --dpi 80 \
@@ -117,12 +126,22 @@ stage_transfer() {
         "spec=$spec,ckpt=$W/camvid_transfer-scratch_1k/iter_1000.pth"
 }
 
+stage_retime() {
+    local spec=docs/specs/camvid_atme-cdcp_1k_export.json
+    trainingfree_settings
+    run python tools/analysis/sweep.py $SEG_CFG --timing-only "${SWEEP_OPTS[@]}" \
+        --out $W/retime_camvid_trainingfree --settings "${TF_SETTINGS[@]}"
+    run python tools/analysis/sweep.py $SEG_CFG --timing-only "${SWEEP_OPTS[@]}" \
+        --out $W/retime_camvid_finetuned --settings baseline \
+        "$ATME_DEFAULT+spec=$spec" "spec=$spec" "$ATME_DEFAULT"
+}
+
 stages=("$@")
-[[ ${#stages[@]} -gt 0 ]] || stages=(baseline trainingfree finetune cifar10 transfer)
+[[ ${#stages[@]} -gt 0 ]] || stages=(baseline trainingfree finetune cifar10 transfer retime)
 for s in "${stages[@]}"; do
     case $s in
-        baseline|trainingfree|finetune|cifar10|transfer) ;;
-        *) echo "unknown stage '$s'; choose from: baseline trainingfree finetune cifar10 transfer" >&2
+        baseline|trainingfree|finetune|cifar10|transfer|retime) ;;
+        *) echo "unknown stage '$s'; choose from: baseline trainingfree finetune cifar10 transfer retime" >&2
            exit 2 ;;
     esac
 done
