@@ -138,10 +138,8 @@ class TokenReducer(nn.Module):
                 queries: Optional[Tensor] = None,
                 keys: Optional[Tensor] = None,
                 scale: Optional[float] = None) -> Tuple[Tensor, TokenMap]:
-        """Reduce the patch tokens of a sequence by this layer's step.
-
-        This default merges with :meth:`plan` on the keys averaged over
-        heads (size-weighted average); pruning reducers override it.
+        """Reduce the patch tokens of a sequence by this layer's step
+        (:meth:`reduce`); extra tokens are never touched.
 
         Args:
             x (Tensor): ``(B, E + N + T, C)`` tokens, extra tokens first
@@ -152,16 +150,42 @@ class TokenReducer(nn.Module):
             scale (float, optional): the attention's logit scale.
 
         Returns:
-            tuple[Tensor, TokenMap]: ``(B, E + N - r + T, C)`` and the map.
+            tuple[Tensor, TokenMap]: ``(B, E + N' + T + A, C)`` (``A``
+            tokens appended, e.g. a package) and the map.
         """
         head, patches, tail = self.split(x, tokens)
-        r = self.num_removed(patches.shape[1])
+        patches, tokens, appended = self.reduce(patches, tokens,
+                                                (queries, keys, scale))
+        parts = [head, patches, tail]
+        if appended is not None:
+            parts.append(appended)
+        return torch.cat(parts, dim=1), tokens
+
+    def reduce(self, patches: Tensor, tokens: TokenMap, attn: Tuple
+               ) -> Tuple[Tensor, TokenMap, Optional[Tensor]]:
+        """Reduce ``(B, N, C)`` patch tokens.
+
+        This default merges with :meth:`plan` on the keys averaged over
+        heads (size-weighted average); pruning reducers override it.
+
+        Args:
+            patches (Tensor): ``(B, N, C)``.
+            tokens (TokenMap): their map.
+            attn (tuple): the layer's ``(queries, keys, scale)``, keys over
+                all tokens (extra ones included); Nones before the block.
+
+        Returns:
+            tuple: ``(B, N', C)`` patch tokens, their map, and ``(B, A, C)``
+            tokens to append after the sequence (or None).
+        """
+        N = patches.shape[1]
+        r = self.num_removed(N)
         if r == 0:
-            return x, tokens
-        E, N = head.shape[1], patches.shape[1]
+            return patches, tokens, None
+        E, keys = self.num_extra_tokens, attn[1]
         plan = self.plan(keys[:, :, E:E + N].mean(dim=1), tokens, r)
         patches = merge_tokens(patches, plan, tokens.size)
-        return torch.cat([head, patches, tail], dim=1), tokens.apply(plan)
+        return patches, tokens.apply(plan), None
 
     # ------------------------------------------------------------- windows
     def window_roles(self, window_size: int,

@@ -71,13 +71,12 @@ class SPViT(TokenReducer):
         self.selector = MultiheadPredictorLG(self.embed_dims, self.num_heads,
                                              bool(self.share_heads))
 
-    def forward(self, x, tokens, queries=None, keys=None, scale=None):
-        head, patches, tail = self.split(x, tokens)
+    def reduce(self, patches, tokens, attn):
         if self.training:
             patches, package, tokens = self._train_step(patches, tokens)
         else:
             patches, package, tokens = self._infer_step(patches, tokens)
-        return torch.cat([head, patches, tail, package], dim=1), tokens
+        return patches, tokens, package
 
     def _set_aside(self, tokens: TokenMap, moved: Tensor, patches: Tensor,
                    package: Tensor) -> TokenMap:

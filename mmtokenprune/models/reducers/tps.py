@@ -22,7 +22,7 @@ Two paths, as the original:
 For a fixed decision both give the same reserved tokens (tested).
 """
 from dataclasses import replace
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor
@@ -59,19 +59,10 @@ class TPSReducer(TokenReducer):
         """``(B, N)`` new keep mask within ``prev`` (training path)."""
         raise NotImplementedError
 
-    def forward(self,
-                x: Tensor,
-                tokens: TokenMap,
-                queries: Optional[Tensor] = None,
-                keys: Optional[Tensor] = None,
-                scale: Optional[float] = None):
-        head, patches, tail = self.split(x, tokens)
-        attn = (queries, keys, scale)
+    def reduce(self, patches: Tensor, tokens: TokenMap, attn: Tuple):
         if self.training:
-            patches, tokens = self._train_step(patches, tokens, attn)
-        else:
-            patches, tokens = self._infer_step(patches, tokens, attn)
-        return torch.cat([head, patches, tail], dim=1), tokens
+            return (*self._train_step(patches, tokens, attn), None)
+        return (*self._infer_step(patches, tokens, attn), None)
 
     def _infer_step(self, patches: Tensor, tokens: TokenMap, attn: Tuple):
         N = patches.shape[1]
