@@ -15,6 +15,9 @@ Examples:
     # the same for UperNet + Swin-T (ATME inside each attention window)
     python tools/analysis/benchmark.py --preset swin-t
 
+    # the three DeiT-S arms plus dTPS and eTPS (TPS's default schedule)
+    python tools/analysis/benchmark.py --preset deit-s-all --parts backbone
+
     # baseline vs two ATME variants, backbone only, batch 1
     python tools/analysis/benchmark.py --parts backbone --batch-sizes 1 \\
         --setting baseline configs/ade20k/deit-s16_upernet_8xb2-80k_ade20k-512x512.py \\
@@ -58,7 +61,21 @@ SWIN_T_SETTINGS = (
      osp.join(ADE20K,
               'atme-cdcp_swin-t_upernet_8xb2-160k_ade20k-512x512.py')),
 )
-PRESETS = {'deit-s': DEFAULT_SETTINGS, 'swin-t': SWIN_T_SETTINGS}
+# Every DeiT-S UperNet arm: the three above plus TPS at its default schedule
+# (0.7 of the tokens kept at blocks 3, 6, 9). A preset of its own, so the
+# default (the README's three-row table, and tools/demo.py) keeps meaning
+# what it says.
+DEIT_S_ALL_SETTINGS = DEFAULT_SETTINGS + (
+    ('dTPS',
+     osp.join(ADE20K, 'dtps_deit-s16_upernet_8xb2-80k_ade20k-512x512.py')),
+    ('eTPS',
+     osp.join(ADE20K, 'etps_deit-s16_upernet_8xb2-80k_ade20k-512x512.py')),
+)
+PRESETS = {
+    'deit-s': DEFAULT_SETTINGS,
+    'deit-s-all': DEIT_S_ALL_SETTINGS,
+    'swin-t': SWIN_T_SETTINGS
+}
 
 
 def parse_overrides(items: Sequence[str]) -> Dict:
@@ -90,7 +107,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         choices=sorted(PRESETS),
         default='deit-s',
         help='the settings run when no --setting is given: the DeiT-S or '
-        'the Swin-T UperNet baseline, ATME and ATME+CDCP (configs/ade20k)')
+        'the Swin-T UperNet baseline, ATME and ATME+CDCP (configs/ade20k); '
+        'deit-s-all adds dTPS and eTPS to the DeiT-S ones')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
