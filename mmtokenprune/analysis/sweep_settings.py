@@ -5,21 +5,26 @@ before evaluating a checkpoint with it. Parts are joined by ``+``:
 
 - ``baseline``: the config as it is (reducers and pruning off).
 - ``TYPE:KEY=VALUE,...``: a token reducer, ``TYPE`` one of the registered
-  reducers (``ATME``, ``ToMe``), keys ``r``, ``keep_ratio``, ``layers`` and
-  ``prop_attn`` of ``token_cfg``. Lists are written with ``/``
-  (``r=16/8/4``); ``layers`` also takes a range (``layers=0-10``).
+  reducers (``ATME``, ``ToMe``, ``dTPS``, ``eTPS``, ...), keys ``r``,
+  ``keep_ratio``, ``layers`` and ``prop_attn`` of ``token_cfg`` plus the
+  reducer's own options (its class attribute ``options``, e.g. TPS's
+  ``temperature``). Lists are written with ``/`` (``r=16/8/4``);
+  ``layers`` also takes a range (``layers=0-10``); booleans are
+  ``true``/``false`` or ``1``/``0``. An option's value is read as the type
+  of its default (a bool, a number or numbers, or text).
 - ``spec=PATH[,ckpt=PATH]``: build the pruned widths of a prune spec
   (``channel_cfg=dict(spec=PATH)``) and load ``ckpt`` (defaults to
   ``pruned.pth`` beside the spec), as written by ``tools/export_pruned.py``.
 - ``ckpt=PATH``: evaluate another checkpoint than the sweep's.
 
 Examples: ``ATME:keep_ratio=0.9``, ``ToMe:r=8``,
+``dTPS:keep_ratio=0.7,layers=3/6/9,prop_attn=0,temperature=0.5``,
 ``ATME:keep_ratio=0.9+spec=work_dirs/x/prune_spec.json``.
 """
 import os.path as osp
 import re
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 __all__ = ['REDUCER_KEYS', 'MODEL_KEYS', 'SweepSetting', 'parse_setting']
 
@@ -62,16 +67,33 @@ def _number(text: str, key: str, setting: str):
                          'number.') from None
 
 
-def _reducer_value(key: str, raw: str, setting: str):
-    if key == 'prop_attn':
-        if raw.lower() not in ('true', 'false'):
-            raise ValueError(f'setting {setting!r}: `prop_attn` must be '
-                             f'true or false; got {raw!r}.')
-        return raw.lower() == 'true'
+_BOOLS = {'true': True, '1': True, 'false': False, '0': False}
+_NO_DEFAULT = object()
+
+
+def _bool(raw: str, key: str, setting: str) -> bool:
+    if raw.lower() not in _BOOLS:
+        raise ValueError(f'setting {setting!r}: `{key}` must be true or '
+                         f'false (or 1 or 0); got {raw!r}.')
+    return _BOOLS[raw.lower()]
+
+
+def _reducer_value(key: str,
+                   raw: str,
+                   setting: str,
+                   default: Any = _NO_DEFAULT):
+    """A common key's value, or an option's read as its ``default``'s
+    type (a bool; a number or ``/``-separated numbers; text)."""
+    if key == 'prop_attn' or isinstance(default, bool):
+        return _bool(raw, key, setting)
+    if default is not _NO_DEFAULT and isinstance(default, str):
+        return raw
     if key == 'layers' and re.fullmatch(r'\d+-\d+', raw):
         start, end = (int(v) for v in raw.split('-'))
         return list(range(start, end + 1))
     values = [_number(v, key, setting) for v in raw.split('/')]
+    if isinstance(default, float):
+        values = [float(v) for v in values]
     return values if len(values) > 1 or key == 'layers' else values[0]
 
 
@@ -108,6 +130,7 @@ def parse_setting(text: str, check_checkpoints: bool = True) -> SweepSetting:
             ``spec`` (or ``ckpt``) file.
     """
     from ..models.reducers import reducer_types
+    from ..registry import TOKEN_REDUCERS
     text = text.strip()
     token_cfg, model = None, {}
     for part in text.split('+'):
@@ -125,10 +148,11 @@ def parse_setting(text: str, check_checkpoints: bool = True) -> SweepSetting:
                              f'`spec=PATH[,ckpt=PATH]` or `ckpt=PATH`.')
         if token_cfg is not None:
             raise ValueError(f'setting {text!r}: one token reducer only.')
-        pairs = _pairs(body, REDUCER_KEYS, text)
+        options = TOKEN_REDUCERS.get(kind).options  # its own keys
+        pairs = _pairs(body, REDUCER_KEYS + tuple(options), text)
         token_cfg = dict(type=kind)
         token_cfg.update({
-            k: _reducer_value(k, v, text)
+            k: _reducer_value(k, v, text, options.get(k, _NO_DEFAULT))
             for k, v in pairs.items()
         })
     spec, ckpt = model.get('spec'), model.get('ckpt')
