@@ -1,25 +1,16 @@
 """dTPS and eTPS in the analysis tools: the sweep's setting grammar, the
 benchmark's preset, and FLOPs that include dTPS's predictor."""
-import importlib.util
-import os.path as osp
-
 import pytest
 import torch
 from mmengine.config import Config
+from test_tools import load_tool
+from test_tps import TINY
 
 from mmtokenprune.analysis import count_flops
 from mmtokenprune.analysis.sweep_settings import parse_setting
 from mmtokenprune.models import PrunedVisionTransformer
 from mmtokenprune.models.reducers import DTPS, TokenReducer
 from mmtokenprune.registry import TOKEN_REDUCERS
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TINY = dict(
-    arch=dict(
-        embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64),
-    img_size=64,
-    out_indices=(1, 3),
-    out_type='featmap')
 
 
 # ---------------------------------------------------------------- sweep
@@ -84,16 +75,8 @@ def test_a_sweep_setting_builds_the_reducer_it_names():
 
 
 # ------------------------------------------------------------ benchmark
-def _benchmark_tool():
-    path = osp.join(REPO, 'tools', 'analysis', 'benchmark.py')
-    spec = importlib.util.spec_from_file_location('benchmark_tool', path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
 def test_benchmark_preset_lists_dtps_and_etps_at_the_tps_schedule():
-    tool = _benchmark_tool()
+    tool = load_tool('analysis/benchmark')
     # the default stays the three arms of the README table and the demo
     assert [n for n, _ in tool.PRESETS['deit-s']] == [
         'baseline', 'ATME', 'ATME+CDCP']
