@@ -104,16 +104,16 @@ class TokenCfg:
                 reducers.append(None)
                 continue
             reducers.append(
-                TOKEN_REDUCERS.build(
-                    dict(
-                        type=self.type,
-                        step=step,
-                        index=index,
-                        num_extra_tokens=num_extra_tokens,
-                        embed_dims=dims[i][0] if dims else None,
-                        num_heads=dims[i][1] if dims else None,
-                        key=self.key,
-                        **self.options)))
+                # the class itself: building through the registry would
+                # look for mmseg's/mmpretrain's scope (a warning) first
+                self.reducer_class(
+                    step=step,
+                    index=index,
+                    num_extra_tokens=num_extra_tokens,
+                    embed_dims=dims[i][0] if dims else None,
+                    num_heads=dims[i][1] if dims else None,
+                    key=self.key,
+                    **self.options))
             index += 1
         return reducers
 
