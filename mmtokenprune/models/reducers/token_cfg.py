@@ -122,5 +122,7 @@ class TokenCfg:
             return 'no token reduction'
         layers = [i for i, s in enumerate(self.schedule) if s is not None]
         opts = ''.join(f', {k}={v!r}' for k, v in self.options.items())
-        return (f'{self.type} at layers {layers}, prop_attn='
+        where = 'before' if self.reducer_class.where == 'before_block' \
+            else 'in'
+        return (f'{self.type} {where} layers {layers}, prop_attn='
                 f'{self.prop_attn}{opts}')
