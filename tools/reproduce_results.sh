@@ -9,6 +9,9 @@
 #   finetune      ATME+CDCP fine-tune (1k), export; unpruned 1k control; sweep
 #   cifar10       CIFAR-10 classifier (600 it), CDCP fine-tune (300 it), export, sweep
 #   transfer      CamVid from the CIFAR-10 export vs the same model from scratch; sweep
+#   spvit         SPViT's dense-head options ('last' vs 'package'): fine-tune
+#                 each from a 2k-iteration baseline (trained here if missing),
+#                 then evaluate each model with both options
 #   retime        re-time (--timing-only, random weights: latency depends on
 #                 shapes only) the settings of trainingfree and finetune; the
 #                 fine-tuned widths come from docs/specs/ (the export's widths
@@ -126,6 +129,25 @@ stage_transfer() {
         "spec=$spec,ckpt=$W/camvid_transfer-scratch_1k/iter_1000.pth"
 }
 
+stage_spvit() {
+    local base2k=$W/camvid_deit-t16_2k/iter_2000.pth
+    local cfg=configs/camvid/spvit_deit-t16_fcn_1xb4-1k-ft_camvid-256x256.py
+    [[ -f $base2k ]] || run python tools/train.py \
+        configs/camvid/deit-t16_fcn_1xb4-2k_camvid-256x256.py \
+        --work-dir $W/camvid_deit-t16_2k
+    for dense in last package; do
+        run python tools/train.py $cfg --work-dir $W/camvid_spvit-$dense \
+            --cfg-options load_from=$base2k model.backbone.token_cfg.dense=$dense
+    done
+    for trained in last package; do
+        for shown in last package; do
+            run python tools/test.py $cfg $W/camvid_spvit-$trained/iter_1000.pth \
+                --work-dir $W/camvid_spvit-$trained/test-$shown \
+                --cfg-options model.backbone.token_cfg.dense=$shown
+        done
+    done
+}
+
 stage_retime() {
     local spec=docs/specs/camvid_atme-cdcp_1k_export.json
     trainingfree_settings
@@ -137,11 +159,11 @@ stage_retime() {
 }
 
 stages=("$@")
-[[ ${#stages[@]} -gt 0 ]] || stages=(baseline trainingfree finetune cifar10 transfer retime)
+[[ ${#stages[@]} -gt 0 ]] || stages=(baseline trainingfree finetune cifar10 transfer spvit retime)
 for s in "${stages[@]}"; do
     case $s in
-        baseline|trainingfree|finetune|cifar10|transfer|retime) ;;
-        *) echo "unknown stage '$s'; choose from: baseline trainingfree finetune cifar10 transfer retime" >&2
+        baseline|trainingfree|finetune|cifar10|transfer|spvit|retime) ;;
+        *) echo "unknown stage '$s'; choose from: baseline trainingfree finetune cifar10 transfer spvit retime" >&2
            exit 2 ;;
     esac
 done
