@@ -35,8 +35,10 @@ def _pair(token_cfg=None, channel_cfg=None, **kw):
             **kw
         }, token_cfg=token_cfg, channel_cfg=channel_cfg)
     missing, unexpected = model.load_state_dict(ref.state_dict(), False)
-    assert unexpected == [] and all(k.endswith('.logits') for k in missing)
-    assert bool(missing) == bool(channel_cfg)
+    gates = [k for k in missing if k.endswith('.logits')]
+    predictors = [k for k in missing if '.reducer.' in k]  # dTPS
+    assert unexpected == [] and len(gates) + len(predictors) == len(missing)
+    assert bool(gates) == bool(channel_cfg)
     ref.eval()
     return ref, model.eval()
 
@@ -132,8 +134,13 @@ def test_merging_keeps_shapes_on_odd_inputs(token_cfg, hw):
     assert 0.5 < cos < 1 - 1e-6
 
 
-def test_batch_items_are_independent():
-    _, model = _pair(token_cfg=dict(type='ToMe', r=6))
+@pytest.mark.parametrize('token_cfg', [
+    dict(type='ToMe', r=6),
+    dict(type='eTPS', r=6, prop_attn=False),
+    dict(type='dTPS', r=6, prop_attn=False)
+])
+def test_batch_items_are_independent(token_cfg):
+    _, model = _pair(token_cfg=token_cfg)
     x = torch.randn(3, 3, 45, 61)
     with torch.no_grad():
         batch = model(x)

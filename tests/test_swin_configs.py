@@ -19,6 +19,8 @@ def test_swin_configs_are_found():
         'ade20k/swin-t_upernet_8xb2-160k_ade20k-512x512.py',
         'ade20k/atme_swin-t_upernet_8xb2-160k_ade20k-512x512.py',
         'ade20k/atme-cdcp_swin-t_upernet_8xb2-160k_ade20k-512x512.py',
+        'ade20k/dtps_swin-t_upernet_8xb2-160k_ade20k-512x512.py',
+        'ade20k/etps_swin-t_upernet_8xb2-160k_ade20k-512x512.py',
         'imagenet/atme_swin-tiny_16xb64_in1k.py',
         'camvid/swin-c48_fcn_1xb4-4k_camvid-256x256.py',
     } <= names
@@ -36,9 +38,11 @@ def test_swin_config_builds_and_runs(path):
     assert backbone.type == 'mmtokenprune.PrunedSwinTransformer'
     model = revert_sync_batchnorm(MODELS.build(model_cfg))
     model.eval()
-    if 'atme' in osp.basename(path):
-        assert model.backbone.token_cfg.type == 'ATME'
-        assert any(b.merge_r > 0 for b in model.backbone.blocks())
+    name = osp.basename(path)
+    for method in ('atme', 'dtps', 'etps'):
+        if name.startswith(method):
+            assert model.backbone.token_cfg.type.lower() == method
+            assert any(b.merge_r > 0 for b in model.backbone.blocks())
     if 'cdcp' in osp.basename(path):
         assert model.backbone.channel_cfg.gated
         assert 'loss_cdcp_budget' in model.backbone.compression_losses()

@@ -12,6 +12,7 @@ padding, capacity, the plan itself) is :mod:`.window_merge`.
   cells up to ``N // 2``); a destination touching the source scores its
   cosine, any other one scores below every cosine, by distance.
 """
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -118,7 +119,7 @@ def atme_window_scores(metric: Tensor, src_idx: Tensor, dst_idx: Tensor,
         axis (int): pairing axis, 1 along W, 0 along H.
     """
     BnW, N, _ = metric.shape
-    ws = int(round(N**0.5))
+    ws = math.isqrt(int(N))
     step = 1 if axis == 1 else ws
     flat, first, flat2, p2, q2 = _touching_pairs(ws, src_idx, dst_idx, step)
     norm = metric.norm(dim=-1)

@@ -39,7 +39,7 @@ from .window import WindowGrid, padding_labels
 
 __all__ = [
     'window_merge_plan', 'window_merge', 'window_unmerge', 'window_capacity',
-    'window_token_counts', 'max_window_r'
+    'window_token_counts', 'window_layouts', 'max_window_r'
 ]
 
 # Added to padding-padding pairs: above every real pair's score.
@@ -199,23 +199,19 @@ def window_token_counts(labels: Tensor, r: int, src_idx: Tensor,
     return r, nW * (N - r) - pads_left
 
 
-def max_window_r(window_size: int, src_idx: Tensor, dst_idx: Tensor,
-                 shift: int = 0) -> int:
-    """Largest ``r`` that every window of every input can merge.
+def window_layouts(window_size: int, shift: int = 0):
+    """Labels of every window layout an input can produce.
 
-    A source can only merge into a destination with its label, so a window
-    whose regions or padding leave isolated cells has fewer usable sources.
-    This enumerates every padding (0 to ``ws - 1`` cells per side) and
-    window position (first, middle and last; a lone window) with and
-    without ``shift`` and returns the smallest number of usable sources.
+    Every padding (0 to ``ws - 1`` cells per side) and window position
+    (first, middle and last; a lone window), with and without ``shift``:
+    a capacity (:func:`window_capacity`, or the pruning one) that holds on
+    all of them holds for every input size.
 
-    Args:
-        window_size (int): ``ws``.
-        src_idx, dst_idx (Tensor): the reducer's window roles.
-        shift (int): the shift of shifted blocks. Defaults to 0.
+    Yields:
+        Tensor: ``(P * nW, ws * ws)`` labels of :func:`window_labels`, one
+        tensor per window count and shift.
     """
     ws = window_size
-    best = ws * ws
     pads = torch.arange(ws)
     for s in sorted({0, shift}):
         for nh in (1, 3):
@@ -226,6 +222,23 @@ def max_window_r(window_size: int, src_idx: Tensor, dst_idx: Tensor,
                 pad_h = rows[None, :] >= Hp - pads[:, None]
                 pad_w = cols[None, :] >= Wp - pads[:, None]
                 pad = (pad_h[:, None, :, None] | pad_w[None, :, None, :])
-                labels = padding_labels(pad.flatten(0, 1), ws, s)
-                best = min(best, window_capacity(labels, src_idx, dst_idx))
-    return best
+                yield padding_labels(pad.flatten(0, 1), ws, s)
+
+
+def max_window_r(window_size: int, src_idx: Tensor, dst_idx: Tensor,
+                 shift: int = 0) -> int:
+    """Largest ``r`` that every window of every input can merge.
+
+    A source can only merge into a destination with its label, so a window
+    whose regions or padding leave isolated cells has fewer usable sources.
+    This is the smallest :func:`window_capacity` over
+    :func:`window_layouts`.
+
+    Args:
+        window_size (int): ``ws``.
+        src_idx, dst_idx (Tensor): the reducer's window roles.
+        shift (int): the shift of shifted blocks. Defaults to 0.
+    """
+    return min(
+        window_capacity(labels, src_idx, dst_idx)
+        for labels in window_layouts(window_size, shift))

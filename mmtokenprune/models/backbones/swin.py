@@ -25,9 +25,10 @@ class PrunedSwinTransformer(CDCPBackbone, SwinTransformer):
     :class:`~mmpretrain.models.backbones.SwinTransformer` with the same
     arguments, parameter names and outputs, plus:
 
-    - ``token_cfg``: every chosen block merges a fixed ``r`` tokens inside
-      each attention window before its attention and MLP and un-merges them
-      after (:class:`~mmtokenprune.models.layers.swin_block.PrunedSwinBlock`),
+    - ``token_cfg``: every chosen block removes a fixed ``r`` tokens inside
+      each attention window before its attention and MLP (merging: ATME,
+      ToMe; pruning and squeezing: dTPS, eTPS) and un-merges them after
+      (:class:`~mmtokenprune.models.layers.swin_block.PrunedSwinBlock`),
       so shifted windows, padding and patch merging see an intact grid and
       all stage outputs keep their shapes.
     - ``channel_cfg``: CDCP gates (one Q/K gate and one V gate per block,
@@ -43,19 +44,22 @@ class PrunedSwinTransformer(CDCPBackbone, SwinTransformer):
     stage 2, 10-11 stage 3).
 
     Args:
-        token_cfg (dict, optional): ``type`` ('ATME' | 'ToMe' | any
-            registered reducer; its own options go here too), one of ``r``
-            (int, or a list with one entry per block in ``layers``: tokens
-            merged per window) and ``keep_ratio`` (float or list in (0, 1]:
-            fraction of each window's ``ws * ws`` tokens kept), ``layers``
-            (merging blocks; defaults to every block) and ``prop_attn``
+        token_cfg (dict, optional): ``type`` ('ATME' | 'ToMe' | 'dTPS' |
+            'eTPS' | any registered window reducer; its own options go here
+            too), one of ``r`` (int, or a list with one entry per block in
+            ``layers``: tokens removed per window) and ``keep_ratio``
+            (float or list in (0, 1]: fraction of each window's ``ws * ws``
+            tokens kept), ``layers``
+            (reducing blocks; defaults to every block) and ``prop_attn``
             (defaults to True). ATME pairs along W in the even merging
             blocks and along H in the odd ones. Tokens never merge across
             shift regions or with padding; where that leaves some window
             of an input fewer than ``r`` mergeable pairs, every window of
             that block merges as many as the poorest can (for ``ws=7``
-            ATME always allows 17, ToMe 24; see
-            :meth:`TokenReducer.max_window_r`). Defaults to None.
+            ATME always allows 17, ToMe 24, TPS 42: each shift region and
+            padding state of a window keeps a host; see
+            :meth:`TokenReducer.max_window_r`). TPS prunes padding first
+            and needs ``prop_attn=False``. Defaults to None.
         channel_cfg (dict, optional): ``spec`` (JSON path or dict of a
             :class:`~mmtokenprune.ops.PruneSpec`) and/or ``type='CDCP'``
             with ``flops_target``, ``loss_weight`` and ``gate_init``, as
@@ -157,7 +161,8 @@ class PrunedSwinTransformer(CDCPBackbone, SwinTransformer):
         """Replace every ``stages[i].blocks[j]`` by a
         :class:`PrunedSwinBlock` built from upstream's arguments plus
         widths, gates and the merge schedule."""
-        reducers = self.token_cfg.build_reducers()
+        reducers = self.token_cfg.build_reducers(
+            dims=[(a['embed_dims'], a['num_heads']) for a in block_args])
         index = 0
         for stage in self.stages:
             for j in range(len(stage.blocks)):

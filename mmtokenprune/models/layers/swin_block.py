@@ -1,4 +1,4 @@
-"""Swin block that merges tokens inside its windows and prunes channels."""
+"""Swin block that reduces tokens inside its windows and prunes channels."""
 from typing import Optional, Tuple
 
 import torch.nn as nn
@@ -9,7 +9,7 @@ from torch import Tensor
 from ...ops import TokenMap
 from ...ops.window import (WindowGrid, region_bias, window_index,
                            window_labels, window_partition, window_reverse)
-from ...ops.window_merge import window_merge, window_unmerge
+from ...ops.window_merge import window_unmerge
 from ..cdcp import BlockCDCP, add_ffn_gate
 from .window_attention import PrunedWindowMSA
 
@@ -26,17 +26,20 @@ class PrunedSwinBlock(SwinBlock):
       :class:`ChannelGate` follows the MLP activation (``ffn.layers.0.3``);
       the MLP width is ``cdcp.ffn_dims``.
     - With ``merge_r > 0`` the residual stream itself is cut into windows
-      (zero padding, cyclic shift), ``merge_r`` tokens of every window are
-      merged (``reducer.window_plan`` of the ``norm1`` features, see
+      (zero padding, cyclic shift), the reducer removes ``merge_r`` tokens
+      of every window (``reducer.window_reduce``: merging, or TPS's
+      pruning and squeezing; see
       :class:`~mmtokenprune.models.reducers.TokenReducer`), attention and
       MLP run on ``ws * ws - merge_r`` tokens per window, and the tokens are
       un-merged and the windows reversed before returning, so the next
-      block, the shift and patch merging see an intact grid. Merged tokens
+      block, the shift and patch merging see an intact grid. Reduced tokens
       take the relative-position bias and shift mask of their anchor cells
-      (a merged token's cells share one shift region); with ``prop_attn``
-      the attention is biased by ``log(size)``. Padding stays zero at the
-      attention input, as upstream, and the MLP skips padding tokens (as
-      upstream, whose MLP runs on the unpadded map).
+      (a token's cells share one shift region); with ``prop_attn`` the
+      attention is biased by ``log(size)``; a map with a keep ``policy``
+      (training path of pruning reducers) keeps every token and masks the
+      pruned ones as keys. Padding stays zero at the attention input, as
+      upstream, and the MLP skips padding tokens (as upstream, whose MLP
+      runs on the unpadded map).
     - Windows are cut and reversed with one ``index_select`` each
       (:func:`~mmtokenprune.ops.window.window_index`) instead of upstream's
       pad, ``torch.roll`` and permute copies; same result, both paths.
@@ -154,13 +157,11 @@ class PrunedSwinBlock(SwinBlock):
         xw = window_partition(x, grid, index)  # (B * nW, N, C), residual
         BnW = xw.shape[0]
         labels = window_labels(grid, x.device) if grid.has_regions else None
-        tokens = TokenMap.identity(BnW, (grid.window_size, ) * 2, x.device,
-                                   x.dtype)
-        xm = xw
+        xm, tokens = xw, TokenMap.identity(BnW, (grid.window_size, ) * 2,
+                                           x.device, x.dtype)
         if r > 0:
-            plan = self.reducer.window_plan(self.norm1(xw), r, labels)
-            tokens = tokens.apply(plan)
-            xm = window_merge(xw, plan, tokens.size)
+            xm, tokens = self.reducer.window_reduce(
+                xw, self.norm1(xw), r, labels, attn=self.attn.w_msa)
 
         hm = self.norm1(xm)
         extra = None  # (B * nW, 1, N', N'): shift mask and log(size)
@@ -176,11 +177,11 @@ class PrunedSwinBlock(SwinBlock):
             extra = log_size if extra is None else extra + log_size
         bias = self.attn.w_msa.relative_bias(tokens.anchor).to(x.dtype)
         bias = bias if extra is None else bias + extra
-        out = self.attn.w_msa(hm, attn_bias=bias)
+        out = self.attn.w_msa(hm, attn_bias=bias, policy=tokens.policy)
         # drop paths act per image, so go through (B, nW * N', C)
         xm = xm + self.attn.drop(out.view(B, -1, C)).view_as(xm)
         if grid.has_padding:  # the MLP skips padding (cropped anyway)
-            # padding merges first, so every image keeps as many real tokens
+            # padding goes first, so every image keeps as many real tokens
             real = (lab % 2 == 0).view(-1).nonzero().squeeze(1)
             xr = xm.view(-1, C).index_select(0, real).view(B, -1, C)
             xr = self.ffn(self.norm2(xr), identity=xr)

@@ -7,11 +7,15 @@ step, a :class:`~mmtokenprune.ops.MergePlan`, in two settings:
 - a token sequence (:class:`PrunedVisionTransformer`): :meth:`plan` gets the
   per-token metric and the :class:`~mmtokenprune.ops.TokenMap` of the
   current tokens;
-- a batch of windows (:class:`PrunedSwinTransformer`): the reducer names
-  its sources and destinations per window (:meth:`window_roles`, fixed:
-  every Swin block starts from intact windows) and scores them
+- a batch of windows (:class:`PrunedSwinTransformer`): the block hands
+  :meth:`window_reduce` its windows and gets them back reduced, with their
+  :class:`~mmtokenprune.ops.TokenMap`. The default merges: the reducer
+  names its sources and destinations per window (:meth:`window_roles`,
+  fixed: every Swin block starts from intact windows) and scores them
   (:meth:`window_scores`); shift regions, padding and the plan itself are
-  the shared part (:mod:`mmtokenprune.ops.window_merge`).
+  the shared part (:mod:`mmtokenprune.ops.window_merge`). Pruning reducers
+  (TPS) override :meth:`window_reduce`, :meth:`window_token_counts` and
+  :meth:`max_window_r`.
 
 Options of its own are class attributes listed in ``options`` (name ->
 default); ``token_cfg`` keys that are not common schedule keys reach the
@@ -26,6 +30,7 @@ In a sequence the patch tokens sit between leading extra tokens (cls,
 dist) and trailing ones (SPViT's package tokens); the
 :class:`~mmtokenprune.ops.TokenMap` covers the patch tokens only.
 """
+import math
 from typing import Any, Dict, Optional, Tuple
 
 import torch
@@ -34,8 +39,8 @@ from torch import Tensor
 
 from ...ops import MergePlan, TokenMap, merge_tokens
 from ...ops.schedule import Step
-from ...ops.window_merge import (max_window_r, window_merge_plan,
-                                 window_token_counts)
+from ...ops.window_merge import (max_window_r, window_merge,
+                                 window_merge_plan, window_token_counts)
 
 __all__ = ['TokenReducer']
 
@@ -44,7 +49,8 @@ class TokenReducer(nn.Module):
     """Base of token reducers (one instance per reducing layer).
 
     Subclasses implement :meth:`plan`, :meth:`window_roles` and
-    :meth:`window_scores`, and list their own options in ``options``.
+    :meth:`window_scores` (or override :meth:`reduce` and
+    :meth:`window_reduce`), and list their own options in ``options``.
 
     Args:
         step (Step): how many tokens this layer removes.
@@ -65,7 +71,7 @@ class TokenReducer(nn.Module):
     prunes: bool = False
     #: Whether proportional attention (``log(size)`` bias) applies.
     supports_prop_attn: bool = True
-    #: Whether it plans inside Swin windows (:meth:`window_roles`...).
+    #: Whether it reduces inside Swin windows (:meth:`window_reduce`).
     supports_windows: bool = True
     #: Trailing extra tokens one step appends (SPViT: its package token).
     tail_tokens: int = 0
@@ -188,6 +194,49 @@ class TokenReducer(nn.Module):
         return patches, tokens.apply(plan), None
 
     # ------------------------------------------------------------- windows
+    def window_reduce(self,
+                      x: Tensor,
+                      metric: Tensor,
+                      r: int,
+                      labels: Optional[Tensor] = None,
+                      attn: Optional[nn.Module] = None
+                      ) -> Tuple[Tensor, TokenMap]:
+        """Reduce every window of a Swin block by ``r`` tokens.
+
+        The block calls this before its attention, on intact windows, and
+        un-merges the result after its MLP. This default merges
+        (:meth:`window_plan` on ``metric``, size-weighted average).
+
+        Args:
+            x (Tensor): ``(B * nW, ws * ws, C)`` windows of the residual
+                stream (padding cells are zero), windows of one image
+                together.
+            metric (Tensor): ``(B * nW, ws * ws, C)`` the block's attention
+                input before reduction (``norm1(x)``).
+            r (int): tokens removed per window; fewer where ``labels``
+                leave some window fewer (the same count in every window).
+            labels (Tensor, optional): ``(nW, ws * ws)`` cell labels of
+                :func:`~mmtokenprune.ops.window.window_labels`; None when
+                the windows hold no padding and no shift regions.
+            attn (nn.Module, optional): the block's window attention
+                (:class:`~mmtokenprune.models.layers.PrunedWindowMSA`),
+                for reducers that score by it (its
+                ``mean_query_attention``).
+
+        Returns:
+            tuple[Tensor, TokenMap]: ``(B * nW, n, C)`` reduced windows and
+            the map of one window's ``ws x ws`` cells onto them (its
+            ``anchor`` gives the relative-position bias and shift mask, its
+            ``assign`` the un-merge; a ``policy`` keeps all ``ws * ws``
+            tokens and masks the pruned ones as keys).
+        """
+        BnW, N, _ = x.shape
+        ws = math.isqrt(int(N))
+        tokens = TokenMap.identity(BnW, (ws, ws), x.device, x.dtype)
+        plan = self.window_plan(metric, r, labels)
+        tokens = tokens.apply(plan)
+        return window_merge(x, plan, tokens.size), tokens
+
     def window_roles(self, window_size: int,
                      device: Optional[torch.device] = None
                      ) -> Tuple[Tensor, Tensor]:
@@ -219,9 +268,11 @@ class TokenReducer(nn.Module):
         where = f'{where} (window {window_size}x{window_size} = {area} ' \
             'tokens)'
         if self.step.r is not None and self.step.r >= area:
+            most = area - 1 if self.prunes else area // 2
             raise ValueError(f'`{self.key}.r`: r={self.step.r} at {where} '
                              'must be smaller than the window area (and at '
-                             f'most half of it, {area // 2}).')
+                             f'most {"" if self.prunes else "half of it, "}'
+                             f'{most}).')
         return self.num_removed(area, where)
 
     @torch.no_grad()
@@ -243,16 +294,16 @@ class TokenReducer(nn.Module):
             (fewer merged where labels leave some window fewer pairs; see
             :func:`~mmtokenprune.ops.window_merge.window_merge_plan`).
         """
-        ws = int(round(metric.shape[1]**0.5))
+        ws = math.isqrt(int(metric.shape[1]))
         src_idx, dst_idx = self.window_roles(ws, metric.device)
         scores = self.window_scores(metric, src_idx, dst_idx)
         return window_merge_plan(scores, src_idx, dst_idx, r, labels)
 
     def window_token_counts(self, labels: Tensor, r: int) -> Tuple[int, int]:
-        """``r`` as merged and the non-padding tokens left, for one image
-        of this window layout (see
+        """``r`` as removed by :meth:`window_reduce` and the non-padding
+        tokens left, for one image of this window layout (see
         :func:`~mmtokenprune.ops.window_merge.window_token_counts`)."""
-        ws = int(round(labels.shape[1]**0.5))
+        ws = math.isqrt(int(labels.shape[1]))
         return window_token_counts(labels, r,
                                    *self.window_roles(ws, labels.device))
 

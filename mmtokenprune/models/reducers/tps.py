@@ -20,15 +20,35 @@ Two paths, as the original:
   gathered, the rest squeezed into them.
 
 For a fixed decision both give the same reserved tokens (tested).
+
+**Swin windows** (:meth:`TPSReducer.window_reduce`, ours: TPS has no Swin
+code): before each chosen block every ``ws x ws`` window prunes the same
+``r`` tokens (its lowest keep scores; padding first; never a token's last
+host of its shift region or padding state, see
+:mod:`mmtokenprune.ops.window_prune`) and squeezes them into kept tokens
+of their own label; the block un-merges after its MLP. Scores: dTPS's
+predictor on the window (the global half is the window's mean over its
+non-padding tokens); eTPS: the mean query's attention over the window in
+the block's own attention (``PrunedWindowMSA.mean_query_attention``; Swin
+has no class token and the block has not attended yet). Training takes the
+masked path, as the sequence: all ``ws * ws`` tokens stay, the kept rows
+are squeezed in place and the pruned ones are masked as keys; the decision
+is the inference rule on Gumbel-perturbed scores (a fixed count per
+window), straight-through for dTPS.
 """
+import math
 from dataclasses import replace
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
+import torch.nn as nn
 from torch import Tensor
 
 from ...ops import (MergePlan, PredictorLG, TokenMap, cls_attention_score,
-                    sample_keep, squeeze_train, topk_split, tps_squeeze)
+                    gumbel_softmax, sample_keep, squeeze_train, topk_split,
+                    tps_squeeze)
+from ...ops.window_prune import (max_window_prune, window_keep_split,
+                                 window_prune_counts, window_squeeze)
 from ...registry import TOKEN_REDUCERS
 from .base import TokenReducer
 
@@ -48,7 +68,6 @@ class TPSReducer(TokenReducer):
     options = dict(temperature=1.0)
     prunes = True
     supports_prop_attn = False
-    supports_windows = False
 
     def keep_scores(self, patches: Tensor, tokens: TokenMap,
                     attn: Tuple) -> Tensor:
@@ -89,12 +108,79 @@ class TPSReducer(TokenReducer):
             old2new=torch.where(pruned > 0, host, own), keep_idx=own)
         return patches, replace(tokens.apply(plan), policy=keep)
 
+    # ------------------------------------------------------------- windows
+    def window_keep_scores(self, x: Tensor, metric: Tensor,
+                           real: Optional[Tensor], attn: Optional[nn.Module]
+                           ) -> Tuple[Tensor, Optional[Tensor]]:
+        """Keep scores of every window token.
+
+        Args:
+            x, metric (Tensor): see :meth:`window_reduce`.
+            real (Tensor, optional): ``(B * nW, N)`` 1 for image cells, 0
+                for padding; None: no padding.
+            attn (nn.Module, optional): the block's window attention.
+
+        Returns:
+            tuple[Tensor, Tensor | None]: ``(B * nW, N)`` scores the split
+            ranks (detached), and the soft keep values the training
+            decision passes its straight-through gradient to (None: no
+            gradient).
+        """
+        raise NotImplementedError
+
+    def window_reduce(self, x, metric, r, labels=None, attn=None):
+        """Prune ``r`` tokens of every window and squeeze them into the
+        kept ones of their label (see :mod:`mmtokenprune.ops.window_prune`).
+
+        Inference gathers the kept tokens. Training keeps all ``ws * ws``
+        tokens: the kept rows are squeezed in place and the map's
+        ``policy`` (straight-through for dTPS) masks the pruned ones as
+        attention keys; the pruned positions point at their hosts, as at
+        inference.
+        """
+        BnW, N, C = x.shape
+        ws = math.isqrt(int(N))
+        real = None
+        if labels is not None:
+            real = (labels % 2 == 0).to(x.dtype).repeat(
+                BnW // labels.shape[0], 1)
+        scores, soft = self.window_keep_scores(x, metric, real, attn)
+        keep_idx, prune_idx = window_keep_split(scores, r, labels)
+        tokens = TokenMap.identity(BnW, (ws, ws), x.device, x.dtype)
+        if not self.training:
+            y, plan = window_squeeze(x, keep_idx, prune_idx, labels,
+                                     self.temperature)
+            return y, tokens.apply(plan)
+        keep = x.new_zeros(BnW, N).scatter_(1, keep_idx, 1.)
+        if soft is not None:  # straight-through, as sample_keep
+            keep = keep + soft - soft.detach()
+        y, plan = window_squeeze(x, keep_idx, prune_idx, labels,
+                                 self.temperature, 1. - keep)
+        x = x.scatter(1, keep_idx.unsqueeze(-1).expand(-1, -1, C), y)
+        own = torch.arange(N, device=x.device).expand(BnW, N)
+        host = keep_idx.gather(1, plan.old2new)  # a window cell
+        tokens = tokens.apply(MergePlan(old2new=host, keep_idx=own))
+        return x, replace(tokens, policy=keep)
+
+    def window_token_counts(self, labels, r):
+        """``r`` as pruned and the non-padding tokens left (see
+        :func:`~mmtokenprune.ops.window_prune.window_prune_counts`)."""
+        return window_prune_counts(labels, r)
+
+    def max_window_r(self, window_size, shift=0):
+        return max_window_prune(window_size, shift)
+
 
 @TOKEN_REDUCERS.register_module(name='dTPS')
 class DTPS(TPSReducer):
     """dTPS: a learned keep predictor before the block (DynamicViT's
     ``PredictorLG``); straight-through Gumbel-softmax decisions in
     training, the top keep scores at inference.
+
+    In Swin windows the predictor scores each window's tokens (its global
+    half is the mean over the window's non-padding tokens), and training
+    keeps the inference count: the top Gumbel-perturbed keep probabilities
+    of each window, straight-through (**ours**).
 
     Options:
         temperature (float): see :class:`TPSReducer`. Defaults to 1.
@@ -115,6 +201,15 @@ class DTPS(TPSReducer):
     def train_keep(self, patches, prev, attn):
         return sample_keep(self.predictor(patches, prev), prev, tau=self.tau)
 
+    def window_keep_scores(self, x, metric, real, attn):
+        log_probs = self.predictor(x, real)  # global half: window mean
+        if not self.training:
+            return log_probs[..., 0], None
+        # Gumbel-perturbed keep probabilities: the top ones are a sample
+        # without replacement; the gradient is the relaxed sample's
+        soft = gumbel_softmax(log_probs, tau=self.tau, hard=False)[..., 0]
+        return soft.detach(), soft
+
 
 @TOKEN_REDUCERS.register_module(name='eTPS')
 class ETPS(TPSReducer):
@@ -124,6 +219,10 @@ class ETPS(TPSReducer):
 
     Without a class token (``num_extra_tokens=0``) the mean query stands in
     for it (**ours**; see :func:`~mmtokenprune.ops.cls_attention_score`).
+    In Swin windows (before the block: nothing has attended yet) the score
+    is the window's mean query's attention in the block's own attention
+    (:meth:`~mmtokenprune.models.layers.PrunedWindowMSA.mean_query_attention`,
+    **ours**).
     """
     where = 'after_attention'
 
@@ -147,3 +246,11 @@ class ETPS(TPSReducer):
         live = int(prev[0].sum())  # fixed-count steps: equal per image
         keep_idx, _ = topk_split(scores, live - self.num_removed(live))
         return prev.new_zeros(prev.shape).scatter_(1, keep_idx, 1.)
+
+    def window_keep_scores(self, x, metric, real, attn):
+        if attn is None:
+            raise ValueError(
+                'eTPS scores window tokens by the block\'s attention: '
+                'window_reduce needs `attn` (the block\'s window attention).')
+        with torch.no_grad():  # of the zero-padded input, as upstream's
+            return attn.mean_query_attention(metric, real), None
