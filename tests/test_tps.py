@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 
-from mmtokenprune.models import PrunedSwinTransformer, PrunedVisionTransformer
+from mmtokenprune.models import PrunedVisionTransformer
 from mmtokenprune.models.reducers import DTPS, ETPS
 from mmtokenprune.ops import TokenMap, topk_split, unmerge_tokens
 from mmtokenprune.ops.schedule import Step
@@ -128,11 +128,9 @@ def test_bad_settings_are_named(token_cfg, match):
         model(torch.randn(1, 3, 64, 64))
 
 
-def test_attention_dropout_and_swin_are_refused_by_name():
+def test_attention_dropout_is_refused_by_name():
+    # TPS on Swin: tests/test_tps_swin.py (SPViT is the one Swin refuses)
     with pytest.raises(ValueError, match='attn_drop_rate'):
         build(
             dict(type='dTPS', keep_ratio=0.5),
             layer_cfgs=dict(attn_drop_rate=0.1))
-    with pytest.raises(ValueError, match=r"dTPS.*Swin.*\['ATME', 'ToMe'"):
-        PrunedSwinTransformer(
-            arch='tiny', token_cfg=dict(type='dTPS', keep_ratio=0.5))
