@@ -89,6 +89,12 @@ def test_benchmark_preset_lists_dtps_and_etps_at_the_tps_schedule():
         assert cfg.model.backbone.token_cfg == dict(
             type=name, keep_ratio=0.7, layers=[3, 6, 9], prop_attn=False)
     assert tool.parse_args(['--preset', 'deit-s-all']).preset == 'deit-s-all'
+    swin = dict(tool.PRESETS['swin-t-all'])
+    assert list(swin)[:3] == [n for n, _ in tool.PRESETS['swin-t']]
+    for name in ('dTPS', 'eTPS'):
+        cfg = Config.fromfile(swin[f'Swin-T {name}'])
+        assert cfg.model.backbone.type == 'mmtokenprune.PrunedSwinTransformer'
+        assert cfg.model.backbone.token_cfg.type == name
 
 
 # ---------------------------------------------------------------- FLOPs

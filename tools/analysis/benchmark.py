@@ -71,10 +71,18 @@ DEIT_S_ALL_SETTINGS = DEFAULT_SETTINGS + (
     ('eTPS',
      osp.join(ADE20K, 'etps_deit-s16_upernet_8xb2-80k_ade20k-512x512.py')),
 )
+# Every Swin-T UperNet arm: the three above plus TPS inside the windows.
+SWIN_T_ALL_SETTINGS = SWIN_T_SETTINGS + (
+    ('Swin-T dTPS',
+     osp.join(ADE20K, 'dtps_swin-t_upernet_8xb2-160k_ade20k-512x512.py')),
+    ('Swin-T eTPS',
+     osp.join(ADE20K, 'etps_swin-t_upernet_8xb2-160k_ade20k-512x512.py')),
+)
 PRESETS = {
     'deit-s': DEFAULT_SETTINGS,
     'deit-s-all': DEIT_S_ALL_SETTINGS,
-    'swin-t': SWIN_T_SETTINGS
+    'swin-t': SWIN_T_SETTINGS,
+    'swin-t-all': SWIN_T_ALL_SETTINGS
 }
 
 
@@ -108,7 +116,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default='deit-s',
         help='the settings run when no --setting is given: the DeiT-S or '
         'the Swin-T UperNet baseline, ATME and ATME+CDCP (configs/ade20k); '
-        'deit-s-all adds dTPS and eTPS to the DeiT-S ones')
+        'deit-s-all and swin-t-all add dTPS and eTPS')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
