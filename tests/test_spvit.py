@@ -114,3 +114,13 @@ def test_bad_options_are_named():
     with torch.no_grad():
         maps = model.token_maps(torch.randn(1, 3, 64, 64))
     assert maps[-1].num_tokens >= 1
+
+
+def test_flops_are_counted_through_a_trace():
+    """mmengine counts FLOPs by jit tracing: every op of the reducer must
+    be traceable, and the selector's cost is counted."""
+    from mmtokenprune.analysis import count_flops
+    model = build()
+    plain = PrunedVisionTransformer(**copy.deepcopy(TINY)).eval()
+    x = torch.randn(1, 3, 64, 64)
+    assert 0 < count_flops(model, x)['model'] < count_flops(plain, x)['model']

@@ -88,6 +88,8 @@ def test_benchmark_preset_lists_dtps_and_etps_at_the_tps_schedule():
         assert cfg.model.backbone.img_size == (512, 512)
         assert cfg.model.backbone.token_cfg == dict(
             type=name, keep_ratio=0.7, layers=[3, 6, 9], prop_attn=False)
+    assert Config.fromfile(arms['SPViT']).model.backbone.token_cfg.type == \
+        'SPViT'
     assert tool.parse_args(['--preset', 'deit-s-all']).preset == 'deit-s-all'
     swin = dict(tool.PRESETS['swin-t-all'])
     assert list(swin)[:3] == [n for n, _ in tool.PRESETS['swin-t']]

@@ -70,6 +70,8 @@ DEIT_S_ALL_SETTINGS = DEFAULT_SETTINGS + (
      osp.join(ADE20K, 'dtps_deit-s16_upernet_8xb2-80k_ade20k-512x512.py')),
     ('eTPS',
      osp.join(ADE20K, 'etps_deit-s16_upernet_8xb2-80k_ade20k-512x512.py')),
+    ('SPViT',
+     osp.join(ADE20K, 'spvit_deit-s16_upernet_8xb2-80k_ade20k-512x512.py')),
 )
 # Every Swin-T UperNet arm: the three above plus TPS inside the windows.
 SWIN_T_ALL_SETTINGS = SWIN_T_SETTINGS + (
@@ -116,7 +118,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default='deit-s',
         help='the settings run when no --setting is given: the DeiT-S or '
         'the Swin-T UperNet baseline, ATME and ATME+CDCP (configs/ade20k); '
-        'deit-s-all and swin-t-all add dTPS and eTPS')
+        'deit-s-all adds dTPS, eTPS and SPViT, swin-t-all dTPS and eTPS')
     parser.add_argument(
         '--cfg-options',
         nargs='+',

@@ -115,8 +115,8 @@ class SPViT(TokenReducer):
             keep_idx, drop_idx = topk_split(scores[..., 0],
                                             N - self.num_removed(N))
         package = package_mean(_gather(patches, drop_idx))
-        moved = torch.zeros(B, N, dtype=torch.bool, device=patches.device)
-        moved.scatter_(1, drop_idx, True)
+        moved = torch.zeros(B, N, dtype=torch.uint8, device=patches.device)
+        moved = moved.scatter_(1, drop_idx, 1).bool()  # int: jit-traceable
         tokens = self._set_aside(tokens, moved, patches, package)
         old2new = torch.zeros_like(moved, dtype=torch.long)
         rank = torch.arange(keep_idx.shape[1], device=patches.device)
