@@ -3,18 +3,12 @@ import copy
 
 import pytest
 import torch
+from test_tps import TINY  # the same tiny ViT as the TPS tests
 
 from mmtokenprune.models import PrunedVisionTransformer
 from mmtokenprune.models.reducers import SPViT
 from mmtokenprune.ops import TokenMap, unmerge_tokens
 from mmtokenprune.ops.schedule import Step
-
-TINY = dict(
-    arch=dict(
-        embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64),
-    img_size=64,
-    out_indices=(1, 2, 3),
-    out_type='featmap')
 
 
 def build(**token_cfg):
