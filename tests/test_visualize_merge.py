@@ -39,7 +39,10 @@ def config(tmp_path):
     return str(path)
 
 
-@pytest.mark.parametrize('setting', ['ATME:r=3', 'ToMe:keep_ratio=0.8'])
+@pytest.mark.parametrize('setting', [
+    'ATME:r=3', 'ToMe:keep_ratio=0.8',
+    'eTPS:keep_ratio=0.6,layers=1/2,prop_attn=0'
+])
 def test_panels_have_the_input_size(tool, config, setting):
     model = tool.build_model(config, None, setting)
     rng = np.random.default_rng(0)
