@@ -93,7 +93,8 @@ def test_benchmark_preset_lists_dtps_and_etps_at_the_tps_schedule():
     assert tool.parse_args(['--preset', 'deit-s-all']).preset == 'deit-s-all'
     swin = dict(tool.PRESETS['swin-t-all'])
     assert list(swin)[:3] == [n for n, _ in tool.PRESETS['swin-t']]
-    for name in ('dTPS', 'eTPS'):
+    assert list(swin)[3:] == ['Swin-T dTPS', 'Swin-T eTPS', 'Swin-T SPViT']
+    for name in ('dTPS', 'eTPS', 'SPViT'):
         cfg = Config.fromfile(swin[f'Swin-T {name}'])
         assert cfg.model.backbone.type == 'mmtokenprune.PrunedSwinTransformer'
         assert cfg.model.backbone.token_cfg.type == name

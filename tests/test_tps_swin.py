@@ -331,18 +331,13 @@ def test_swin_with_tps_keeps_every_stage_shape(type_):
         assert out.shape == expected.shape
 
 
-def test_etps_needs_the_attention_and_spvit_is_refused():
+def test_etps_needs_the_attention():
     reducer = _reducer(ETPS, 2)
     x = torch.randn(2, 16, C)
     with pytest.raises(ValueError, match='attn'):
         reducer.window_reduce(x, x, 2)
     assert issubclass(DTPS, TPSReducer) and DTPS.supports_windows
-    with pytest.raises(
-            ValueError,
-            match=r"SPViT.*Swin.*\['ATME', 'ToMe', 'dTPS', 'eTPS'\]"):
-        PrunedSwinTransformer(
-            **TINY, token_cfg=dict(type='SPViT', keep_ratio=0.5,
-                                   prop_attn=False))
+    # SPViT runs in windows too: tests/test_spvit_swin.py
     with pytest.raises(ValueError, match=r'token_cfg.r.*r=16.*at most 15'):
         PrunedSwinTransformer(
             **TINY, token_cfg=dict(type='dTPS', r=16, prop_attn=False))

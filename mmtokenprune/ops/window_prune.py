@@ -33,7 +33,8 @@ from .window_merge import window_layouts
 
 __all__ = [
     'window_prune_capacity', 'window_keep_split', 'window_squeeze',
-    'window_prune_counts', 'max_window_prune'
+    'window_prune_counts', 'max_window_prune', 'window_real',
+    'window_keep_mask'
 ]
 
 # As squeeze._cosine: tokens are divided by their norm plus this.
@@ -49,6 +50,29 @@ def _num_groups(labels: Tensor) -> Tensor:
     """``(nW, )`` distinct labels in each window."""
     present = labels.new_zeros(labels.shape[0], int(labels.max()) + 1)
     return present.scatter_(1, labels, 1).sum(1)  # int: jit rejects bool
+
+
+def window_real(labels: Optional[Tensor], num: int,
+                dtype: torch.dtype) -> Optional[Tensor]:
+    """``(num, N)`` 1 for image cells and 0 for padding of ``num`` windows
+    (``num // nW`` images of this layout); None without labels."""
+    if labels is None:
+        return None
+    return (labels % 2 == 0).to(dtype).repeat(num // labels.shape[0], 1)
+
+
+def window_keep_mask(keep_idx: Tensor,
+                     num_tokens: int,
+                     soft: Optional[Tensor] = None,
+                     dtype: torch.dtype = torch.float32) -> Tensor:
+    """``(B * nW, N)`` keep policy of a window split: 1 at ``keep_idx``,
+    with ``soft``'s straight-through gradient when given (as
+    :func:`~.gumbel.sample_keep`)."""
+    keep = torch.zeros(keep_idx.shape[0], num_tokens, dtype=dtype,
+                       device=keep_idx.device).scatter_(1, keep_idx, 1.)
+    if soft is not None:
+        keep = keep + soft - soft.detach()
+    return keep
 
 
 def window_prune_capacity(labels: Tensor) -> int:

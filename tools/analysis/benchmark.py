@@ -73,12 +73,15 @@ DEIT_S_ALL_SETTINGS = DEFAULT_SETTINGS + (
     ('SPViT',
      osp.join(ADE20K, 'spvit_deit-s16_upernet_8xb2-80k_ade20k-512x512.py')),
 )
-# Every Swin-T UperNet arm: the three above plus TPS inside the windows.
+# Every Swin-T UperNet arm: the three above plus TPS and SPViT inside the
+# windows.
 SWIN_T_ALL_SETTINGS = SWIN_T_SETTINGS + (
     ('Swin-T dTPS',
      osp.join(ADE20K, 'dtps_swin-t_upernet_8xb2-160k_ade20k-512x512.py')),
     ('Swin-T eTPS',
      osp.join(ADE20K, 'etps_swin-t_upernet_8xb2-160k_ade20k-512x512.py')),
+    ('Swin-T SPViT',
+     osp.join(ADE20K, 'spvit_swin-t_upernet_8xb2-160k_ade20k-512x512.py')),
 )
 PRESETS = {
     'deit-s': DEFAULT_SETTINGS,
@@ -118,7 +121,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default='deit-s',
         help='the settings run when no --setting is given: the DeiT-S or '
         'the Swin-T UperNet baseline, ATME and ATME+CDCP (configs/ade20k); '
-        'deit-s-all adds dTPS, eTPS and SPViT, swin-t-all dTPS and eTPS')
+        'deit-s-all adds dTPS, eTPS and SPViT, swin-t-all dTPS, eTPS and '
+        'SPViT')
     parser.add_argument(
         '--cfg-options',
         nargs='+',

@@ -1,6 +1,7 @@
 """Swin block that reduces tokens inside its windows and prunes channels."""
 from typing import Optional, Tuple
 
+import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmpretrain.models.backbones.swin_transformer import SwinBlock
@@ -189,4 +190,7 @@ class PrunedSwinBlock(SwinBlock):
         else:
             xm = xm.view(B, -1, C)
             xm = self.ffn(self.norm2(xm), identity=xm)
-        return window_unmerge(xm.view(BnW, -1, C), tokens.assign, grid, index)
+        xm = xm.view(BnW, -1, C)
+        if tokens.aside is not None:  # skipped the block (SPViT's dropped)
+            xm = torch.cat([xm, tokens.aside.to(xm.dtype)], dim=1)
+        return window_unmerge(xm, tokens.assign, grid, index)

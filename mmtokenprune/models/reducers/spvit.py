@@ -20,14 +20,26 @@ Dense heads (ours; SPViT has no segmentation): a dropped position takes its
 own feature at the moment it was dropped (``dense='last'``, as DToP) or the
 package token as it was made (``dense='package'``), kept aside in the
 :class:`~mmtokenprune.ops.TokenMap`.
+
+Inside Swin windows (ours; :meth:`SPViT.window_reduce`): the selector scores
+each window's tokens and every window keeps its top ``ws * ws - r`` under
+TPS's window rules (:func:`~mmtokenprune.ops.window_prune.window_keep_split`:
+padding first, every label group keeps a token); dropped tokens skip the
+block (``dense='last'``: their input comes back after it). No package
+token is formed in windows (see docs/methods.md, "SPViT inside Swin
+windows"); ``dense='package'`` and ``sample=True`` are refused there.
 """
+import math
 from dataclasses import replace
 
 import torch
 from torch import Tensor
 
-from ...ops import (MergePlan, MultiheadPredictorLG, TokenMap, package_mean,
-                    package_token, sample_keep, topk_split)
+from ...ops import (MergePlan, MultiheadPredictorLG, TokenMap, gumbel_softmax,
+                    package_mean, package_token, sample_keep, topk_split)
+from ...ops.window_prune import (max_window_prune, window_keep_mask,
+                                 window_keep_split, window_prune_counts,
+                                 window_real)
 from ...registry import TOKEN_REDUCERS
 from .base import TokenReducer
 
@@ -58,7 +70,7 @@ class SPViT(TokenReducer):
     where = 'before_block'
     prunes = True
     supports_prop_attn = False
-    supports_windows = False
+    supports_windows = True
     tail_tokens = 1
 
     def __init__(self, *args, **kwargs):
@@ -68,8 +80,13 @@ class SPViT(TokenReducer):
                              f'{list(DENSE)}; got {self.dense!r}.')
         if self.embed_dims is None or self.num_heads is None:
             raise ValueError('SPViT needs the layer width and heads.')
-        self.selector = MultiheadPredictorLG(self.embed_dims, self.num_heads,
-                                             bool(self.share_heads))
+        try:
+            self.selector = MultiheadPredictorLG(
+                self.embed_dims, self.num_heads, bool(self.share_heads))
+        except ValueError as e:
+            raise ValueError(
+                f"`{self.key}` type='SPViT' at reducing layer {self.index}: "
+                f'the selector splits the layer into its heads: {e}') from e
 
     def reduce(self, patches, tokens, attn):
         if self.training:
@@ -123,3 +140,69 @@ class SPViT(TokenReducer):
         old2new.scatter_(1, keep_idx, rank.expand_as(keep_idx))
         plan = MergePlan(old2new=old2new, keep_idx=keep_idx)
         return _gather(patches, keep_idx), package, tokens.apply(plan)
+
+    # ------------------------------------------------------------- windows
+    def window_r(self, window_size, where):
+        """As the base; refuses what SPViT cannot do in windows."""
+        if self.dense != 'last':
+            raise ValueError(
+                f"`{self.key}.dense='{self.dense}'` is not supported inside "
+                "Swin windows (no package token is formed there); use "
+                "dense='last'.")
+        if self.sample:
+            raise ValueError(
+                f'`{self.key}.sample=True` (a per-image count) is not '
+                'supported inside Swin windows: every window drops the same '
+                'count.')
+        return super().window_r(window_size, where)
+
+    def window_reduce(self, x, metric, r, labels=None, attn=None):
+        """Drop ``r`` tokens of every window by the selector's keep score;
+        the dropped ones skip the block.
+
+        The selector scores each window's tokens (its global half: the mean
+        over the window's image cells); the split is TPS's
+        (:func:`~mmtokenprune.ops.window_prune.window_keep_split`: padding
+        first, every label group keeps a token, ``r`` lowered to what every
+        window of the layout allows). A dropped position is set aside with
+        its input feature (``dense='last'``), so the block returns it
+        unchanged. Inference gathers the kept tokens; training keeps all
+        ``ws * ws`` and masks the dropped ones as keys by the map's
+        ``policy``: the top Gumbel-perturbed keep probabilities of each
+        window, straight-through, so the selector learns through the
+        attention. No package token (``metric`` and ``attn`` are unused).
+        """
+        BnW, N, C = x.shape
+        ws = math.isqrt(int(N))
+        log_scores, scores = self.selector(
+            x, window_real(labels, BnW, x.dtype))
+        soft = None
+        if self.training:
+            soft = gumbel_softmax(log_scores, tau=self.tau, hard=False)[..., 0]
+            scores = soft.detach()
+        else:
+            scores = scores[..., 0]
+        keep_idx, drop_idx = window_keep_split(scores, r, labels)
+        moved = torch.zeros(BnW, N, dtype=torch.uint8, device=x.device)
+        moved = moved.scatter_(1, drop_idx, 1).bool()
+        rank = torch.arange(drop_idx.shape[1], device=x.device)
+        target = torch.zeros(BnW, N, dtype=torch.long, device=x.device)
+        target.scatter_(1, drop_idx, rank.expand_as(drop_idx))
+        tokens = TokenMap.identity(BnW, (ws, ws), x.device, x.dtype)
+        tokens = tokens.set_aside(moved, _gather(x, drop_idx), target)
+        if self.training:
+            keep = window_keep_mask(keep_idx, N, soft, x.dtype)
+            return x, replace(tokens, policy=keep)
+        old2new = torch.zeros(BnW, N, dtype=torch.long, device=x.device)
+        rank = torch.arange(keep_idx.shape[1], device=x.device)
+        old2new.scatter_(1, keep_idx, rank.expand_as(keep_idx))
+        plan = MergePlan(old2new=old2new, keep_idx=keep_idx)
+        return _gather(x, keep_idx), tokens.apply(plan)
+
+    def window_token_counts(self, labels, r):
+        """``r`` as dropped and the non-padding tokens left (see
+        :func:`~mmtokenprune.ops.window_prune.window_prune_counts`)."""
+        return window_prune_counts(labels, r)
+
+    def max_window_r(self, window_size, shift=0):
+        return max_window_prune(window_size, shift)

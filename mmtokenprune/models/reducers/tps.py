@@ -47,8 +47,9 @@ from torch import Tensor
 from ...ops import (MergePlan, PredictorLG, TokenMap, cls_attention_score,
                     gumbel_softmax, sample_keep, squeeze_train, topk_split,
                     tps_squeeze)
-from ...ops.window_prune import (max_window_prune, window_keep_split,
-                                 window_prune_counts, window_squeeze)
+from ...ops.window_prune import (max_window_prune, window_keep_mask,
+                                 window_keep_split, window_prune_counts,
+                                 window_real, window_squeeze)
 from ...registry import TOKEN_REDUCERS
 from .base import TokenReducer
 
@@ -140,10 +141,7 @@ class TPSReducer(TokenReducer):
         """
         BnW, N, C = x.shape
         ws = math.isqrt(int(N))
-        real = None
-        if labels is not None:
-            real = (labels % 2 == 0).to(x.dtype).repeat(
-                BnW // labels.shape[0], 1)
+        real = window_real(labels, BnW, x.dtype)
         scores, soft = self.window_keep_scores(x, metric, real, attn)
         keep_idx, prune_idx = window_keep_split(scores, r, labels)
         tokens = TokenMap.identity(BnW, (ws, ws), x.device, x.dtype)
@@ -151,9 +149,7 @@ class TPSReducer(TokenReducer):
             y, plan = window_squeeze(x, keep_idx, prune_idx, labels,
                                      self.temperature)
             return y, tokens.apply(plan)
-        keep = x.new_zeros(BnW, N).scatter_(1, keep_idx, 1.)
-        if soft is not None:  # straight-through, as sample_keep
-            keep = keep + soft - soft.detach()
+        keep = window_keep_mask(keep_idx, N, soft, x.dtype)
         y, plan = window_squeeze(x, keep_idx, prune_idx, labels,
                                  self.temperature, 1. - keep)
         x = x.scatter(1, keep_idx.unsqueeze(-1).expand(-1, -1, C), y)
