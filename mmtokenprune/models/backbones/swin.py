@@ -45,8 +45,8 @@ class PrunedSwinTransformer(CDCPBackbone, SwinTransformer):
 
     Args:
         token_cfg (dict, optional): ``type`` ('ATME' | 'ToMe' | 'dTPS' |
-            'eTPS' | any registered window reducer; its own options go here
-            too), one of ``r`` (int, or a list with one entry per block in
+            'eTPS' | 'SPViT' | any registered reducer; its own options go
+            here too), one of ``r`` (int, or a list with one entry per block in
             ``layers``: tokens removed per window) and ``keep_ratio``
             (float or list in (0, 1]: fraction of each window's ``ws * ws``
             tokens kept), ``layers``

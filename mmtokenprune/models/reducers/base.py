@@ -113,8 +113,8 @@ class TokenReducer(nn.Module):
     def num_removed(self, num_tokens: int, where: str = '') -> int:
         """Tokens this step removes from ``num_tokens`` (checked)."""
         key = f'{self.key} ({where})' if where else self.key
-        return self.step.num_removed(
-            num_tokens, key, max_removed=num_tokens - 1 if self.prunes else None)
+        most = num_tokens - 1 if self.prunes else None
+        return self.step.num_removed(num_tokens, key, max_removed=most)
 
     # ------------------------------------------------------ token sequence
     def split(self, x: Tensor,
