@@ -175,3 +175,21 @@ def test_cpu_config_changes():
         dict(model_wrapper_cfg=dict(type='MMFullyShardedDataParallel')))
     assert 'kept as configured' in dist._ddp_without_device_ids(cfg)
     assert 'device_ids' not in cfg.model_wrapper_cfg
+
+
+def test_finish_distributed_destroys_the_process_group():
+    """The tools destroy the group after a run: gloo threads left alive at
+    interpreter exit can abort a rank that finished its work."""
+    import torch.distributed as torch_dist
+
+    from mmtokenprune.utils.launch import finish_distributed
+    finish_distributed()  # nothing to do outside a distributed run
+    torch_dist.init_process_group(
+        'gloo', init_method=f'tcp://127.0.0.1:{free_port()}', rank=0,
+        world_size=1)
+    try:
+        finish_distributed()
+        assert not torch_dist.is_initialized()
+    finally:
+        if torch_dist.is_initialized():
+            torch_dist.destroy_process_group()

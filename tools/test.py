@@ -10,7 +10,7 @@ from mmengine.utils import mkdir_or_exist
 
 import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
 from mmtokenprune.utils.launch import (base_parser, build_runner,
-                                       config_from_args)
+                                       config_from_args, finish_distributed)
 
 
 def main(argv=None):
@@ -25,6 +25,7 @@ def main(argv=None):
     cfg = config_from_args(args)
     cfg.load_from = args.checkpoint
     metrics = build_runner(cfg).test()
+    finish_distributed()
     if args.out:
         mkdir_or_exist(osp.dirname(osp.abspath(args.out)))
         with open(args.out, 'w') as f:

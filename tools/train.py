@@ -7,7 +7,7 @@ Examples:
 import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
 from mmtokenprune.utils.launch import (base_parser, build_runner,
                                        config_from_args, enable_amp,
-                                       set_resume)
+                                       finish_distributed, set_resume)
 
 
 def main(argv=None):
@@ -28,6 +28,7 @@ def main(argv=None):
     set_resume(cfg, args.resume)
     runner = build_runner(cfg)
     runner.train()
+    finish_distributed()
     return runner
 
 

@@ -17,8 +17,8 @@ from ..compat.dist import prepare_cpu_distributed
 from .config import load_config
 
 __all__ = [
-    'base_parser', 'config_from_args', 'build_runner', 'enable_amp',
-    'set_resume'
+    'base_parser', 'config_from_args', 'build_runner', 'finish_distributed',
+    'enable_amp', 'set_resume'
 ]
 
 
@@ -132,3 +132,17 @@ def build_runner(cfg: Config) -> Runner:
     if cpu_dist is not None:
         runner.logger.info(cpu_dist)
     return runner
+
+
+def finish_distributed() -> None:
+    """Destroy the default process group after a successful run.
+
+    Without it gloo's worker threads may still hold work when the
+    interpreter shuts down, and a rank aborts at exit ("terminate called
+    without an active exception", SIGABRT) although training finished.
+    Called only on success: destroying while other ranks still run
+    collectives could deadlock. A no-op outside distributed runs.
+    """
+    import torch.distributed as torch_dist
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
