@@ -15,13 +15,9 @@
 # DeiT-S; those losses do not exist here yet (nothing pulls the predictor's
 # training-time keep rate towards 0.7), and this is mmpretrain's 300-epoch
 # DeiT-S schedule.
-_base_ = 'mmpretrain::deit/deit-small_4xb256_in1k.py'
-
-custom_imports = dict(
-    imports=['mmtokenprune.models'], allow_failed_imports=False)
+_base_ = './deit-small_4xb256_in1k.py'
 
 model = dict(
     backbone=dict(
-        type='mmtokenprune.PrunedVisionTransformer',
         token_cfg=dict(
             type='dTPS', keep_ratio=0.7, layers=[3, 6, 9], prop_attn=False)))

@@ -4,12 +4,6 @@
 # configs/ade20k/etps_swin-t_upernet_8xb2-160k_ade20k-512x512.py for what is
 # TPS's and what is ours). At 224 the stage grids 56, 28, 14, 7 need no
 # padding; stage 4 is one window.
-_base_ = 'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py'
+_base_ = './swin-tiny_16xb64_in1k.py'
 
-custom_imports = dict(
-    imports=['mmtokenprune.models'], allow_failed_imports=False)
-
-model = dict(
-    backbone=dict(
-        type='mmtokenprune.PrunedSwinTransformer',
-        token_cfg=dict(type='eTPS', r=17, prop_attn=False)))
+model = dict(backbone=dict(token_cfg=dict(type='eTPS', r=17, prop_attn=False)))

@@ -11,14 +11,10 @@
 # (`dense='last'`; or `'package'`); see docs/methods.md (SPViT).
 # Training runs, but it is NOT SPViT's recipe: its keep-ratio and distillation
 # losses and latency-aware budgets do not exist here yet.
-_base_ = 'mmpretrain::deit/deit-small_4xb256_in1k.py'
-
-custom_imports = dict(
-    imports=['mmtokenprune.models'], allow_failed_imports=False)
+_base_ = './deit-small_4xb256_in1k.py'
 
 model = dict(
     backbone=dict(
-        type='mmtokenprune.PrunedVisionTransformer',
         token_cfg=dict(
             type='SPViT',
             keep_ratio=[0.617, 0.598, 0.371],
