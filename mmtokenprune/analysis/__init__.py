@@ -23,12 +23,11 @@ by name). Pieces:
 """
 from ..compat import applied  # noqa: F401  (environment fixes first)
 from .flops import count_flops, flop_analyzer, flop_handles, sdpa_flop_jit
-from .latency import (device_name, measure_latency, time_forward,
-                      time_interleaved)
+from .latency import device_name, time_forward, time_interleaved
 from .visualize import draw_merge_regions, label_image, save_merge_figure
 
 __all__ = [
     'count_flops', 'flop_analyzer', 'flop_handles', 'sdpa_flop_jit',
-    'device_name', 'measure_latency', 'time_forward', 'time_interleaved',
+    'device_name', 'time_forward', 'time_interleaved',
     'draw_merge_regions', 'label_image', 'save_merge_figure'
 ]

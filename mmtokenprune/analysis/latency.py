@@ -13,7 +13,6 @@ the place they are synchronised on.
 """
 import os
 import platform
-import statistics
 import time
 from contextlib import contextmanager, nullcontext
 from typing import Callable, Dict, Iterator, List, Optional
@@ -22,7 +21,7 @@ import torch
 
 __all__ = [
     'DTYPES', 'CLOCKS', 'CLOCK_TEXT', 'device_name', 'autocast', 'num_threads',
-    'check_timing', 'time_forward', 'time_interleaved', 'measure_latency'
+    'check_timing', 'time_forward', 'time_interleaved'
 ]
 
 DTYPES = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
@@ -190,45 +189,3 @@ def time_interleaved(fns: Dict[str, Callable[[], object]],
             for name, fn in fns.items():
                 times[name].append(time_forward(fn, device, clock))
     return times
-
-
-def measure_latency(model: torch.nn.Module,
-                    batch_size: int = 1,
-                    image_size=(512, 512),
-                    repeats: int = 10,
-                    warmup: int = 2,
-                    device: str = 'cpu',
-                    dtype: str = 'fp32',
-                    inputs: Optional[torch.Tensor] = None,
-                    clock: str = 'wall',
-                    threads: Optional[int] = None) -> Dict:
-    """Median forward latency of one model on a random image batch.
-
-    Args:
-        model (nn.Module): in eval mode, on ``device``.
-        batch_size (int): images per forward. Defaults to 1.
-        image_size (tuple[int, int]): ``(H, W)``. Defaults to (512, 512).
-        repeats, warmup, device, dtype: as :func:`time_interleaved`.
-        inputs (Tensor, optional): use this batch instead of a random one.
-        clock (str): 'wall' or 'cpu', see :func:`time_forward`.
-            Defaults to 'wall'.
-        threads (int, optional): see :func:`time_interleaved`.
-            Defaults to None.
-
-    Returns:
-        dict: ``median_ms``, ``times_ms``, ``batch_size``, ``dtype``,
-        ``clock``, ``device`` (the machine, named by :func:`device_name`).
-    """
-    if inputs is None:
-        inputs = torch.randn(batch_size, 3, *image_size, device=device)
-    times = time_interleaved({'model': lambda: model(inputs)}, repeats, warmup,
-                             device, dtype, clock, threads)['model']
-    with num_threads(threads):
-        machine = device_name(device)
-    return dict(
-        median_ms=statistics.median(times),
-        times_ms=times,
-        batch_size=inputs.shape[0],
-        dtype=dtype,
-        clock=clock,
-        device=machine)
