@@ -32,16 +32,11 @@ def export_channel_pruned(model: nn.Module, cfg: Config,
         tuple[nn.Module, dict]: the exported model (eval) and
         ``init_gates_by_magnitude``'s report (``flops_ratio``, ``kept``).
     """
-    from ..models.cdcp import init_gates_by_magnitude
+    from ..models.cdcp import export_model, init_gates_by_magnitude
     info = init_gates_by_magnitude(model.backbone, flops_target)
-    spec, backbone_state = model.backbone.export_pruned()
+    spec, state = export_model(model)
     cfg = copy.deepcopy(cfg)
     cfg.model.backbone.channel_cfg = dict(spec=spec.to_dict())
     exported = build_model(cfg)
-    state = {
-        k: v
-        for k, v in model.state_dict().items() if not k.startswith('backbone.')
-    }
-    state.update({f'backbone.{k}': v for k, v in backbone_state.items()})
     exported.load_state_dict(state, strict=True)
     return exported, info

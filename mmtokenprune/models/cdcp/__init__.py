@@ -15,7 +15,8 @@ Everything CDCP is in this package, except the pure-torch mechanics in
 from .backbone import LOSS_OWNERS, CDCPBackbone
 from .budget import attention_flops, budget_loss, ffn_flops, soft_width
 from .channel_cfg import BlockCDCP, ChannelCfg
-from .export import export_attention, export_blocks, export_ffn
+from .export import (export_attention, export_blocks, export_ffn,
+                     export_model)
 from .export_checkpoint import export_checkpoint
 from .gated_layers import GatedQKV, add_ffn_gate, ffn_gate
 from .magnitude_init import init_gates_by_magnitude, magnitude_scores
@@ -23,6 +24,6 @@ from .magnitude_init import init_gates_by_magnitude, magnitude_scores
 __all__ = [
     'LOSS_OWNERS', 'CDCPBackbone', 'attention_flops', 'budget_loss',
     'ffn_flops', 'soft_width', 'BlockCDCP', 'ChannelCfg', 'export_attention',
-    'export_blocks', 'export_ffn', 'export_checkpoint', 'GatedQKV',
-    'add_ffn_gate', 'ffn_gate', 'init_gates_by_magnitude', 'magnitude_scores'
+    'export_blocks', 'export_ffn', 'export_model', 'export_checkpoint',
+    'GatedQKV', 'add_ffn_gate', 'ffn_gate', 'init_gates_by_magnitude', 'magnitude_scores'
 ]

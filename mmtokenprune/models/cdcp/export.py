@@ -12,10 +12,11 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ...ops import ChannelGate, LayerDims, head_channel_index, slice_linear
+from ...ops import (ChannelGate, LayerDims, PruneSpec, head_channel_index,
+                    slice_linear)
 from .gated_layers import ffn_gate
 
-__all__ = ['export_attention', 'export_ffn', 'export_blocks']
+__all__ = ['export_attention', 'export_ffn', 'export_blocks', 'export_model']
 
 
 def _kept(gate: Optional[ChannelGate], full: int, device) -> Tensor:
@@ -99,3 +100,29 @@ def export_blocks(
         state.update({f'{ffn_key}.{k}': t for k, t in ffn_state.items()})
         dims.append(LayerDims(qk_dims=qk, v_dims=v, ffn_dims=ffn_dims))
     return dims, state
+
+
+def export_model(model: nn.Module) -> Tuple[PruneSpec, Dict[str, Tensor]]:
+    """Slice the gated backbone of a whole model (segmentor, classifier).
+
+    Args:
+        model (nn.Module): a model whose ``backbone`` is a CDCP backbone.
+
+    Returns:
+        tuple[PruneSpec, dict]: the backbone's spec and the model's
+        state_dict with the backbone's tensors sliced (``backbone.`` keys),
+        loadable with ``strict=True`` by the model built from the spec.
+
+    Raises:
+        TypeError: if the backbone cannot export.
+    """
+    if not hasattr(model.backbone, 'export_pruned'):
+        raise TypeError(f'{type(model.backbone).__name__} cannot export a '
+                        'pruned model; use an mmtokenprune backbone.')
+    spec, backbone_state = model.backbone.export_pruned()
+    state = {
+        k: v
+        for k, v in model.state_dict().items() if not k.startswith('backbone.')
+    }
+    state.update({f'backbone.{k}': v for k, v in backbone_state.items()})
+    return spec, state

@@ -8,6 +8,7 @@ from mmengine.runner import load_checkpoint
 
 from ...ops import PruneSpec
 from ...utils.config import build_model, load_config
+from .export import export_model
 
 __all__ = ['export_checkpoint']
 
@@ -21,15 +22,7 @@ def export_checkpoint(config: str, checkpoint: str,
     """
     model = build_model(load_config(config))
     load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
-    if not hasattr(model.backbone, 'export_pruned'):
-        raise TypeError(f'{type(model.backbone).__name__} cannot export a '
-                        'pruned model; use an mmtokenprune backbone.')
-    spec, backbone_state = model.backbone.export_pruned()
-    state = {
-        k: v
-        for k, v in model.state_dict().items() if not k.startswith('backbone.')
-    }
-    state.update({f'backbone.{k}': v for k, v in backbone_state.items()})
+    spec, state = export_model(model)
     os.makedirs(out_dir, exist_ok=True)
     spec.dump(osp.join(out_dir, 'prune_spec.json'))
     path = osp.join(out_dir, 'pruned.pth')

@@ -41,6 +41,7 @@ from ...ops import MergePlan, TokenMap, merge_tokens
 from ...ops.schedule import Step
 from ...ops.window_merge import (max_window_r, window_merge,
                                  window_merge_plan, window_token_counts)
+from ...ops.window_prune import max_window_prune, window_prune_counts
 
 __all__ = ['TokenReducer']
 
@@ -301,14 +302,20 @@ class TokenReducer(nn.Module):
 
     def window_token_counts(self, labels: Tensor, r: int) -> Tuple[int, int]:
         """``r`` as removed by :meth:`window_reduce` and the non-padding
-        tokens left, for one image of this window layout (see
-        :func:`~mmtokenprune.ops.window_merge.window_token_counts`)."""
+        tokens left, for one image of this window layout (merging:
+        :func:`~mmtokenprune.ops.window_merge.window_token_counts`; pruning
+        reducers: :func:`~mmtokenprune.ops.window_prune.window_prune_counts`).
+        """
+        if self.prunes:
+            return window_prune_counts(labels, r)
         ws = math.isqrt(int(labels.shape[1]))
         return window_token_counts(labels, r,
                                    *self.window_roles(ws, labels.device))
 
     def max_window_r(self, window_size: int, shift: int = 0) -> int:
         """The ``r`` that every window of every input allows."""
+        if self.prunes:
+            return max_window_prune(window_size, shift)
         return max_window_r(window_size, *self.window_roles(window_size),
                             shift)
 

@@ -37,8 +37,7 @@ from torch import Tensor
 
 from ...ops import (MergePlan, MultiheadPredictorLG, TokenMap, gumbel_softmax,
                     package_mean, package_token, sample_keep, topk_split)
-from ...ops.window_prune import (max_window_prune, window_keep_mask,
-                                 window_keep_split, window_prune_counts,
+from ...ops.window_prune import (window_keep_mask, window_keep_split,
                                  window_real)
 from ...registry import TOKEN_REDUCERS
 from .base import TokenReducer
@@ -199,10 +198,3 @@ class SPViT(TokenReducer):
         plan = MergePlan(old2new=old2new, keep_idx=keep_idx)
         return _gather(x, keep_idx), tokens.apply(plan)
 
-    def window_token_counts(self, labels, r):
-        """``r`` as dropped and the non-padding tokens left (see
-        :func:`~mmtokenprune.ops.window_prune.window_prune_counts`)."""
-        return window_prune_counts(labels, r)
-
-    def max_window_r(self, window_size, shift=0):
-        return max_window_prune(window_size, shift)

@@ -47,8 +47,7 @@ from torch import Tensor
 from ...ops import (MergePlan, PredictorLG, TokenMap, cls_attention_score,
                     gumbel_softmax, sample_keep, squeeze_train, topk_split,
                     tps_squeeze)
-from ...ops.window_prune import (max_window_prune, window_keep_mask,
-                                 window_keep_split, window_prune_counts,
+from ...ops.window_prune import (window_keep_mask, window_keep_split,
                                  window_real, window_squeeze)
 from ...registry import TOKEN_REDUCERS
 from .base import TokenReducer
@@ -158,13 +157,6 @@ class TPSReducer(TokenReducer):
         tokens = tokens.apply(MergePlan(old2new=host, keep_idx=own))
         return x, replace(tokens, policy=keep)
 
-    def window_token_counts(self, labels, r):
-        """``r`` as pruned and the non-padding tokens left (see
-        :func:`~mmtokenprune.ops.window_prune.window_prune_counts`)."""
-        return window_prune_counts(labels, r)
-
-    def max_window_r(self, window_size, shift=0):
-        return max_window_prune(window_size, shift)
 
 
 @TOKEN_REDUCERS.register_module(name='dTPS')
