@@ -51,6 +51,16 @@ def _gather(x: Tensor, idx: Tensor) -> Tensor:
     return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
+def _keep(x: Tensor, tokens: TokenMap, keep_idx: Tensor):
+    """Gather the kept tokens and renumber the map; the dropped tokens
+    were set aside, so no position points at them (``old2new`` 0)."""
+    old2new = torch.zeros(x.shape[:2], dtype=torch.long, device=x.device)
+    rank = torch.arange(keep_idx.shape[1], device=x.device)
+    old2new.scatter_(1, keep_idx, rank.expand_as(keep_idx))
+    plan = MergePlan(old2new=old2new, keep_idx=keep_idx)
+    return _gather(x, keep_idx), tokens.apply(plan)
+
+
 @TOKEN_REDUCERS.register_module()
 class SPViT(TokenReducer):
     """SPViT's selector + package token, before the block.
@@ -134,11 +144,8 @@ class SPViT(TokenReducer):
         moved = torch.zeros(B, N, dtype=torch.uint8, device=patches.device)
         moved = moved.scatter_(1, drop_idx, 1).bool()  # int: jit-traceable
         tokens = self._set_aside(tokens, moved, patches, package)
-        old2new = torch.zeros_like(moved, dtype=torch.long)
-        rank = torch.arange(keep_idx.shape[1], device=patches.device)
-        old2new.scatter_(1, keep_idx, rank.expand_as(keep_idx))
-        plan = MergePlan(old2new=old2new, keep_idx=keep_idx)
-        return _gather(patches, keep_idx), package, tokens.apply(plan)
+        patches, tokens = _keep(patches, tokens, keep_idx)
+        return patches, package, tokens
 
     # ------------------------------------------------------------- windows
     def window_r(self, window_size, where):
@@ -192,9 +199,5 @@ class SPViT(TokenReducer):
         if self.training:
             keep = window_keep_mask(keep_idx, N, soft, x.dtype)
             return x, replace(tokens, policy=keep)
-        old2new = torch.zeros(BnW, N, dtype=torch.long, device=x.device)
-        rank = torch.arange(keep_idx.shape[1], device=x.device)
-        old2new.scatter_(1, keep_idx, rank.expand_as(keep_idx))
-        plan = MergePlan(old2new=old2new, keep_idx=keep_idx)
-        return _gather(x, keep_idx), tokens.apply(plan)
+        return _keep(x, tokens, keep_idx)
 
