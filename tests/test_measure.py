@@ -126,3 +126,20 @@ def test_bad_option_fails_before_any_work(kwargs, match, monkeypatch):
                         lambda *a, **k: pytest.fail('counted FLOPs'))
     with pytest.raises(ValueError, match=match):
         measure({'a': Tiny([], 'a')}, image_size=(8, 8), **kwargs)
+
+
+def test_only_the_models_asked_for_are_counted(timer_spy, monkeypatch):
+    """A reference timed beside a setting (the sweep) is not counted again
+    for every setting; both are still timed."""
+    counted = []
+    real = measure_mod.count_flops
+    monkeypatch.setattr(measure_mod, 'count_flops',
+                        lambda m, x: counted.append(m) or real(m, x))
+    calls = []
+    models = {'setting': Tiny(calls, 'setting'), 'ref': Tiny(calls, 'ref')}
+    stats = measure(models, image_size=(8, 8), batch_sizes=(1, ),
+                    repeats=1, warmup=0, count=('setting', ))
+    assert counted == [models['setting']]
+    assert 'gflops_model' in stats['setting']
+    assert 'gflops_model' not in stats['ref']
+    assert stats['ref']['ms_backbone_b1'] > 0

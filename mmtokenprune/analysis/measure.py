@@ -35,7 +35,8 @@ def measure(models: Mapping[str, nn.Module],
             dtype: str = 'fp32',
             clock: str = 'wall',
             threads: Optional[int] = None,
-            log: Optional[Callable[[str], None]] = None) -> Dict[str, Dict]:
+            log: Optional[Callable[[str], None]] = None,
+            count: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
     """Count each model's FLOPs, then time all models in turns (A B C A B
     C ...) for every batch size and part, on one random input per batch.
 
@@ -62,11 +63,15 @@ def measure(models: Mapping[str, nn.Module],
         log (callable, optional): called with a progress line after the
             FLOPs of each model and each timed (batch, part).
             Defaults to None (silent).
+        count (Sequence[str], optional): the models whose FLOPs are
+            counted (the others are only timed, e.g. a reference timed
+            beside them). Defaults to None: all.
 
     Returns:
         dict[str, dict]: name -> ``params_M``, ``gflops_model``,
         ``gflops_backbone``, ``gflops_merge`` (per image, 1 MAC = 1 FLOP;
-        merge = gather/scatter/sort ops), for each part and batch
+        merge = gather/scatter/sort ops; for the models of ``count``),
+        for each part and batch
         ``ms_<part>_b<n>`` (median ms per forward of the batch),
         ``min_ms_<part>_b<n>`` (minimum) and ``times_<part>_b<n>`` (all
         rounds), ``load_avg`` (mean of the 1-minute load average read
@@ -85,9 +90,12 @@ def measure(models: Mapping[str, nn.Module],
     stats = {}
     for name, model in models.items():
         model.to(device)
+        stats[name] = {}
+        if count is not None and name not in count:
+            continue
         flops = count_flops(model,
                             torch.randn(1, 3, *image_size, device=device))
-        stats[name] = dict(
+        stats[name].update(
             params_M=sum(p.numel() for p in model.parameters()) / 1e6,
             gflops_model=flops['model'],
             gflops_backbone=flops.get('backbone', float('nan')),
