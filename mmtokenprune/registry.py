@@ -12,6 +12,7 @@ In an mmseg-scoped build of ``type='mmtokenprune.X'`` mmengine imports
 ``mmseg.models`` *before* this module, so configs still name
 ``mmtokenprune.models`` in ``custom_imports`` (read at ``Config.fromfile``).
 """
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
@@ -30,4 +31,11 @@ TOKEN_REDUCERS = Registry(
     scope='mmtokenprune',
     locations=['mmtokenprune.models.reducers'])
 
-__all__ = ['MODELS', 'TOKEN_REDUCERS']
+# Training hooks (``type='mmtokenprune.X'`` in ``custom_hooks``).
+HOOKS = Registry(
+    'hook',
+    parent=MMENGINE_HOOKS,
+    scope='mmtokenprune',
+    locations=['mmtokenprune.engine'])
+
+__all__ = ['MODELS', 'TOKEN_REDUCERS', 'HOOKS']

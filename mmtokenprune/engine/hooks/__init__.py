@@ -1,0 +1,2 @@
+"""Hooks registered in ``mmtokenprune.registry.HOOKS``."""
+# One import line per hook module (each registers its hooks).
