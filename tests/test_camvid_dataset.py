@@ -1,4 +1,5 @@
 """CamVidDataset and configs/_base_/datasets/camvid.py on synthetic data."""
+import os
 import os.path as osp
 
 import pytest
@@ -77,3 +78,57 @@ def test_missing_folder_names_the_config_key(tmp_path):
                 data_root=str(tmp_path / 'nowhere'),
                 data_prefix=dict(
                     img_path='images/val', seg_map_path='labels/val')))
+
+
+def _rename_as_sequences(root: str, split: str, names) -> None:
+    """Give the tiny dataset's frames CamVid names (``SEQ_frame.png``)."""
+    for kind in ('images', 'labels'):
+        folder = osp.join(root, kind, split)
+        for old, new in zip(sorted(os.listdir(folder)), names):
+            os.rename(osp.join(folder, old), osp.join(folder, new))
+
+
+def test_sequences_keep_only_the_frames_of_those_sequences(tiny_camvid):
+    names = ['0001TP_006690.png', '0006R0_f00930.png', '0006R0_f00960.png',
+             '0016E5_00390.png']
+    _rename_as_sequences(tiny_camvid, 'train', names)
+    folder = dict(img_path='images/train', seg_map_path='labels/train')
+
+    def frames(sequences):
+        dataset = build(dict(type='CamVidDataset', data_root=tiny_camvid,
+                             data_prefix=folder, sequences=sequences))
+        return [osp.basename(dataset.get_data_info(i)['img_path'])
+                for i in range(len(dataset))]
+
+    assert frames(None) == names
+    assert frames(['0006R0']) == names[1:3]
+    assert frames(['0016E5', '0001TP']) == [names[0], names[3]]
+    with pytest.raises(ValueError, match=r"sequences.*'0006R0'"):
+        frames(['0005VD'])  # the error lists the sequences there are
+    with pytest.raises(TypeError, match='sequences'):
+        frames('0006R0')
+
+
+def test_cross_sequence_config_shares_no_sequence(tiny_camvid):
+    """Training and validation of the xseq config hold disjoint
+    sequences; test equals val."""
+    cfg = Config.fromfile(osp.join(
+        REPO, 'configs', 'camvid',
+        'deit-t16_fcn_1xb4-2k_camvid-xseq-256x256.py'))
+    _rename_as_sequences(tiny_camvid, 'train', [
+        '0001TP_0.png', '0006R0_0.png', '0006R0_1.png', '0016E5_0.png'])
+    _rename_as_sequences(tiny_camvid, 'val', ['0016E5_1.png',
+                                              '0016E5_2.png'])
+    from mmtokenprune.utils.config import propagate_data_root
+    propagate_data_root(cfg, tiny_camvid)
+
+    def sequences(dataset):
+        return sorted(
+            osp.basename(dataset.get_data_info(i)['img_path']).split('_')[0]
+            for i in range(len(dataset)))
+
+    train = build(cfg.train_dataloader.dataset)
+    val = build(cfg.val_dataloader.dataset)
+    assert sequences(train) == ['0001TP'] + ['0016E5'] * 3
+    assert sequences(val) == ['0006R0'] * 2
+    assert cfg.test_dataloader == cfg.val_dataloader

@@ -1,5 +1,6 @@
 """CamVid with the 11 SegNet classes (labels 0..10, 255 = void)."""
-from typing import List
+import os.path as osp
+from typing import List, Optional, Sequence
 
 import mmengine.fileio as fileio
 from mmseg.datasets import BaseSegDataset
@@ -26,6 +27,11 @@ class CamVidDataset(BaseSegDataset):
         seg_map_suffix (str): Suffix of label maps. Defaults to '.png'.
         reduce_zero_label (bool): Whether to map label 0 to 255. Defaults
             to False (0 is the class ``Sky``).
+        sequences (Sequence[str], optional): keep only frames of these
+            video sequences (the file-name prefix before ``_``, e.g.
+            ``'0006R0'``); None keeps every frame. Frames of one sequence
+            are highly correlated, so a validation that shares no scene
+            with training holds out whole sequences. Defaults to None.
         **kwargs: Other arguments of :class:`mmseg.datasets.BaseSegDataset`.
 
     Examples:
@@ -48,7 +54,12 @@ class CamVidDataset(BaseSegDataset):
                  img_suffix: str = '.png',
                  seg_map_suffix: str = '.png',
                  reduce_zero_label: bool = False,
+                 sequences: Optional[Sequence[str]] = None,
                  **kwargs) -> None:
+        if isinstance(sequences, str):
+            raise TypeError('CamVidDataset: `sequences` must be a list of '
+                            f'sequence names, not the string {sequences!r}.')
+        self.sequences = None if sequences is None else tuple(sequences)
         super().__init__(
             img_suffix=img_suffix,
             seg_map_suffix=seg_map_suffix,
@@ -64,6 +75,8 @@ class CamVidDataset(BaseSegDataset):
         Raises:
             FileNotFoundError: If ``data_root``/``data_prefix.img_path``
                 does not exist or holds no ``img_suffix`` files.
+            ValueError: If ``sequences`` names a sequence with no frame in
+                the folder (the error lists the sequences there).
         """
         img_dir = self.data_prefix.get('img_path', '')
         if not self.ann_file and not fileio.exists(
@@ -78,4 +91,22 @@ class CamVidDataset(BaseSegDataset):
             raise FileNotFoundError(
                 f'CamVidDataset: no {self.img_suffix!r} images in '
                 f'{img_dir!r}; check `data_root` and `data_prefix.img_path`.')
+        if self.sequences is not None:
+            data_list = self._select_sequences(data_list, img_dir)
         return data_list
+
+    def _select_sequences(self, data_list: List[dict],
+                          img_dir: str) -> List[dict]:
+        """The frames of ``self.sequences``, in their folder order."""
+        def sequence(info):
+            return osp.basename(info['img_path']).split('_')[0]
+
+        present = sorted({sequence(info) for info in data_list})
+        missing = [s for s in self.sequences if s not in present]
+        if missing or not self.sequences:
+            raise ValueError(
+                f'CamVidDataset: `sequences` {list(self.sequences)} must be '
+                f'a non-empty list of sequences in {img_dir!r}: '
+                f'{present}.')
+        wanted = set(self.sequences)
+        return [info for info in data_list if sequence(info) in wanted]
