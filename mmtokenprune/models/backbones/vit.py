@@ -16,12 +16,13 @@ from ...registry import MODELS
 from ..cdcp import CDCPBackbone
 from ..layers import PrunedTransformerEncoderLayer
 from ..reducers import TokenCfg
+from .keep_trace import TracesKeep
 
 __all__ = ['PrunedVisionTransformer']
 
 
 @MODELS.register_module()
-class PrunedVisionTransformer(CDCPBackbone, VisionTransformer):
+class PrunedVisionTransformer(TracesKeep, CDCPBackbone, VisionTransformer):
     """Vision Transformer / DeiT that merges tokens and prunes channels.
 
     A subclass of mmpretrain's
@@ -36,6 +37,8 @@ class PrunedVisionTransformer(CDCPBackbone, VisionTransformer):
     - ``channel_cfg``: CDCP channel gates trained under a FLOPs budget, or a
       prune spec that builds the smaller dense model written by
       :meth:`export_pruned`.
+    - :meth:`forward_trace`: the outputs plus the keep decisions and last
+      patch tokens that training losses read (keep ratio, distillation).
     - ``with_cp``: activation checkpointing of each layer in training.
 
     With both off (``None``) the model equals upstream: same state_dict

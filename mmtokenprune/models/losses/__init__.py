@@ -1,2 +1,4 @@
 """Training losses registered in ``mmtokenprune.registry.MODELS``."""
 # One import line per loss module (each registers its losses).
+from .distill import DistillKLLoss, FeatureMSELoss  # noqa: F401
+from .keep_ratio import KeepRatioLoss  # noqa: F401

@@ -76,6 +76,10 @@ class TokenReducer(nn.Module):
     supports_windows: bool = True
     #: Trailing extra tokens one step appends (SPViT: its package token).
     tail_tokens: int = 0
+    #: Whether training makes a learned keep decision: a straight-through
+    #: ``TokenMap.policy`` whose kept count varies (dTPS, SPViT), which a
+    #: keep-ratio loss can steer.
+    learns_keep: bool = False
 
     def __init__(self,
                  step: Step,

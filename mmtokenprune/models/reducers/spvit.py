@@ -81,6 +81,7 @@ class SPViT(TokenReducer):
     supports_prop_attn = False
     supports_windows = True
     tail_tokens = 1
+    learns_keep = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

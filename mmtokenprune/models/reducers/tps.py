@@ -176,6 +176,7 @@ class DTPS(TPSReducer):
     """
     options = dict(temperature=1.0, tau=1.0)
     where = 'before_block'
+    learns_keep = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
