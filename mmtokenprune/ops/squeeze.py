@@ -101,7 +101,10 @@ def squeeze_plan(keep_idx: Tensor, prune_idx: Tensor,
         MergePlan: from ``Nr + Np`` to ``Nr`` tokens; reserved tokens keep
         their order.
     """
-    if bool((keep_idx[:, 1:] <= keep_idx[:, :-1]).any()):
+    # A data-dependent check: eager only (torch.compile / export trace
+    # the plan with its static shapes; the inputs are the same).
+    if not torch.compiler.is_compiling() and bool(
+            (keep_idx[:, 1:] <= keep_idx[:, :-1]).any()):
         raise ValueError('keep_idx must be strictly ascending per image '
                          '(MergePlan.keep_idx); sort it, e.g. topk_split.')
     B, Nr = keep_idx.shape

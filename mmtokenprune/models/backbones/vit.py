@@ -112,7 +112,7 @@ class PrunedVisionTransformer(TracesKeep, CDCPBackbone, VisionTransformer):
                     'feedforward_channels'],
                 layer_scale_init_value=args['layer_scale_init_value'],
                 drop_rate=args['drop_rate'],
-                drop_path_rate=dpr[i],
+                drop_path_rate=float(dpr[i]),  # not numpy: compilable
                 qkv_bias=args['qkv_bias'],
                 norm_cfg=args['norm_cfg'])
             cfg.update(layer_cfgs[i])
