@@ -16,6 +16,7 @@ import os.path as osp
 
 import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
 from mmtokenprune.models.cdcp import export_checkpoint
+from mmtokenprune.utils.checkpoint_file import check_checkpoint_file
 
 
 def main(argv=None):
@@ -24,6 +25,10 @@ def main(argv=None):
     parser.add_argument('checkpoint', help='checkpoint of the gated model')
     parser.add_argument('--out-dir', required=True, help='output folder')
     args = parser.parse_args(argv)
+    try:
+        check_checkpoint_file(args.checkpoint, 'the `checkpoint` argument')
+    except (OSError, ValueError) as err:
+        parser.error(str(err))
     spec, path = export_checkpoint(args.config, args.checkpoint, args.out_dir)
     widths = ', '.join(f'{d.qk_dims}/{d.v_dims}/{d.ffn_dims}'
                        for d in spec.layers)

@@ -9,6 +9,7 @@ import os.path as osp
 from mmengine.utils import mkdir_or_exist
 
 import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
+from mmtokenprune.utils.checkpoint_file import check_checkpoint_file
 from mmtokenprune.utils.launch import (base_parser, build_runner,
                                        config_from_args, finish_distributed)
 
@@ -20,9 +21,14 @@ def main(argv=None):
     parser.add_argument(
         '--out', help='also write the returned metrics to this JSON file')
     args = parser.parse_args(argv)
-    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
-        parser.error(f'checkpoint {args.checkpoint!r} does not exist')
-    cfg = config_from_args(args)
+    try:
+        check_checkpoint_file(args.checkpoint, 'the `checkpoint` argument')
+    except (OSError, ValueError) as err:
+        parser.error(str(err))
+    try:
+        cfg = config_from_args(args)
+    except (FileNotFoundError, SyntaxError) as err:  # they name the file
+        parser.error(str(err))
     cfg.load_from = args.checkpoint
     metrics = build_runner(cfg).test()
     finish_distributed()

@@ -5,6 +5,7 @@ Examples:
     torchrun --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch
 """
 import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
+from mmtokenprune.utils.checkpoint_file import check_checkpoint_file
 from mmtokenprune.utils.launch import (base_parser, build_runner,
                                        config_from_args, enable_amp,
                                        finish_distributed, set_resume)
@@ -22,10 +23,20 @@ def main(argv=None):
     parser.add_argument(
         '--amp', action='store_true', help='mixed precision (needs a GPU)')
     args = parser.parse_args(argv)
-    cfg = config_from_args(args)
+    try:
+        cfg = config_from_args(args)
+    except (FileNotFoundError, SyntaxError) as err:  # they name the file
+        parser.error(str(err))
     if args.amp:
         enable_amp(cfg)
     set_resume(cfg, args.resume)
+    if cfg.get('load_from', None):
+        key = ('`--resume`' if args.resume not in (None, 'auto') else
+               '`load_from`')
+        try:
+            check_checkpoint_file(cfg.load_from, key)
+        except (OSError, ValueError) as err:
+            parser.error(str(err))
     runner = build_runner(cfg)
     runner.train()
     finish_distributed()

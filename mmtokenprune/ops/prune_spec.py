@@ -11,6 +11,8 @@ from typing import Dict, List, Tuple, Union
 __all__ = ['LayerDims', 'PruneSpec']
 
 FORMAT = 'mmtokenprune.prune_spec/v1'
+#: Where a spec is given in configs, named in error messages.
+SPEC_KEY = 'model.backbone.channel_cfg.spec'
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class PruneSpec:
 
     @classmethod
     def from_dict(cls, data: Dict) -> 'PruneSpec':
+        if not isinstance(data, dict):
+            raise ValueError('a prune spec is a JSON object with `arch` and '
+                             f'`layers`, got a {type(data).__name__}.')
         if data.get('format', FORMAT) != FORMAT:
             raise ValueError(f'prune spec format {data.get("format")!r} is '
                              f'not {FORMAT!r}.')
@@ -56,14 +61,38 @@ class PruneSpec:
         return cls(arch=arch, layers=layers)
 
     @classmethod
-    def load(cls, source: Union[str, Dict, 'PruneSpec']) -> 'PruneSpec':
-        """From a JSON path, a dict, or a spec."""
+    def load(cls,
+             source: Union[str, Dict, 'PruneSpec'],
+             key: str = SPEC_KEY) -> 'PruneSpec':
+        """From a JSON path, a dict, or a spec.
+
+        Args:
+            source (str | dict | PruneSpec): what ``key`` holds.
+            key (str): config key named in error messages.
+
+        Raises:
+            FileNotFoundError: the file does not exist.
+            ValueError: the file is no JSON, or not a prune spec; the
+                message names the file and ``key``.
+        """
         if isinstance(source, PruneSpec):
             return source
         if isinstance(source, dict):
             return cls.from_dict(source)
-        with open(source) as f:
-            return cls.from_dict(json.load(f))
+        where = f'`{key}`: prune spec file {str(source)!r}'
+        try:
+            with open(source) as f:
+                data = json.load(f)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f'{where} does not exist.') from err
+        except (ValueError, OSError) as err:  # JSONDecodeError, bad bytes
+            raise ValueError(
+                f'{where} cannot be read as JSON ({err}); '
+                'tools/export_pruned.py writes one.') from err
+        try:
+            return cls.from_dict(data)
+        except ValueError as err:
+            raise ValueError(f'{where}: {err}') from err
 
     def to_dict(self) -> Dict:
         return dict(
@@ -76,7 +105,7 @@ class PruneSpec:
             json.dump(self.to_dict(), f, indent=1)
 
     def validate(self, head_dims: List[int], ffn_dims: List[int],
-                 key: str = 'channel_cfg.spec') -> None:
+                 key: str = SPEC_KEY) -> None:
         """Check the spec against a model's unpruned per-layer widths.
 
         Args:

@@ -8,6 +8,7 @@ checkpoint download. ``tools/train.py``/``test.py`` (through
 visualiser and the export all go through them.
 """
 import copy
+import os.path as osp
 from typing import Dict, List, Optional, Union
 
 import torch
@@ -20,7 +21,8 @@ _DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
 def load_config(source: Union[str, Config],
-                options: Optional[Dict] = None) -> Config:
+                options: Optional[Dict] = None,
+                key: Optional[str] = None) -> Config:
     """A config with ``options`` (``{'a.b.c': value}``) merged in.
 
     Args:
@@ -29,19 +31,45 @@ def load_config(source: Union[str, Config],
         options (dict, optional): overrides, as ``--cfg-options``; a
             top-level ``data_root`` is copied into every dataloader's
             dataset (:func:`propagate_data_root`). Defaults to None.
+        key (str, optional): where ``source`` was given (e.g. ``'the
+            `config` argument'``), named in error messages. Defaults to
+            None.
 
     Returns:
         Config: the new config (``source`` is not changed).
+
+    Raises:
+        FileNotFoundError: the file, or a ``_base_`` file it names, does
+            not exist; the message names ``source`` and ``key``.
+        SyntaxError: the file (or a base) is no valid Python; likewise.
     """
     if isinstance(source, Config):
         cfg = copy.deepcopy(source)
     else:
-        cfg = Config.fromfile(source)
+        cfg = _read_config(str(source), key)
     if options:
         cfg.merge_from_dict(options)
         if 'data_root' in options:
             propagate_data_root(cfg, options['data_root'])
     return cfg
+
+
+def _read_config(path: str, key: Optional[str]) -> Config:
+    """``Config.fromfile`` whose file errors name ``path`` and ``key``
+    (mmengine's name neither the config nor, for syntax errors, any file).
+    """
+    where = f'config file {path!r}' + (f' ({key})' if key else '')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{where} does not exist.')
+    try:
+        return Config.fromfile(path)
+    except FileNotFoundError as err:  # a missing `_base_` file
+        raise FileNotFoundError(
+            f'{where}, or one of its `_base_` files, names a file that does '
+            f'not exist: {err}') from err
+    except SyntaxError as err:
+        raise SyntaxError(f'{where}, or one of its `_base_` files, is not '
+                          f'valid Python: {err}') from err
 
 
 def propagate_data_root(cfg: Config, data_root: str) -> None:

@@ -67,7 +67,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ``--cfg-options`` applied (:func:`~.config.load_config`).
     """
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = load_config(
+        args.config, args.cfg_options, key='the `config` argument')
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir

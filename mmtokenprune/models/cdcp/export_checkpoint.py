@@ -7,6 +7,7 @@ import torch
 from mmengine.runner import load_checkpoint
 
 from ...ops import PruneSpec
+from ...utils.checkpoint_file import check_checkpoint_file
 from ...utils.config import build_model, load_config
 from .export import export_model
 
@@ -17,10 +18,16 @@ def export_checkpoint(config: str, checkpoint: str,
                       out_dir: str) -> Tuple[PruneSpec, str]:
     """Build ``config``, load ``checkpoint``, slice the backbone's gates.
 
+    Raises:
+        FileNotFoundError, ValueError, SyntaxError: a missing or unreadable
+            config or checkpoint, naming the file and the argument.
+
     Returns:
         tuple[PruneSpec, str]: the spec and the path of ``pruned.pth``.
     """
-    model = build_model(load_config(config))
+    cfg = load_config(config, key='the `config` argument')
+    check_checkpoint_file(checkpoint, 'the `checkpoint` argument')
+    model = build_model(cfg)
     load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
     spec, state = export_model(model)
     os.makedirs(out_dir, exist_ok=True)
