@@ -1,2 +1,3 @@
 """Hooks registered in ``mmtokenprune.registry.HOOKS``."""
 # One import line per hook module (each registers its hooks).
+from . import backbone_warmup  # noqa: F401
