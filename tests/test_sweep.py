@@ -266,3 +266,44 @@ def test_bad_reducer_value_names_token_cfg(trained, tmp_path):
             str(tmp_path / 'o'), '--settings', 'ATME:keep_ratio=1.5',
             '--batch-sizes', '1', '--repeats', '1', '--no-progress'
         ])
+
+
+def test_accuracy_only_sweep_then_timing_fills_the_same_rows(
+        trained, tmp_path, monkeypatch):
+    """--accuracy-only evaluates and counts FLOPs but never reads a clock;
+    a timing-only sweep into the same folder adds the latencies and keeps
+    each row's score and checkpoint."""
+    config, ckpt, _ = trained
+    tool = load_tool('analysis/sweep')
+    out = str(tmp_path / 'acc')
+    settings = ['baseline', 'ATME:r=1']
+    with pytest.raises(SystemExit):
+        tool.parse_args([config, ckpt, '--out', out, '--accuracy-only',
+                         '--timing-only', '--settings', 'baseline'])
+    seen = spy_timer(monkeypatch)
+    tool.main([config, ckpt, '--accuracy-only', '--out', out, '--settings'] +
+              settings + TIMING)
+    assert seen['clock'] == []
+    with open(osp.join(out, 'sweep.csv'), newline='') as f:
+        first = list(csv.DictReader(f))
+    for row in first:
+        assert float(row['score']) >= 0 and row['checkpoint'] == ckpt
+        assert float(row['gflops_backbone']) > 0
+        assert row.get('speedup_backbone_b1', '') == ''
+    assert not osp.exists(osp.join(out, 'pareto.png'))
+
+    monkeypatch.setattr(sweep_mod, 'evaluate_setting',
+                        lambda *a: pytest.fail('evaluated again'))
+    tool.main([config, ckpt, '--timing-only', '--out', out, '--settings'] +
+              settings + TIMING)
+    assert seen['clock']
+    with open(osp.join(out, 'sweep.csv'), newline='') as f:
+        second = list(csv.DictReader(f))
+    for before, after in zip(first, second):
+        assert after['score'] == before['score']
+        assert after['checkpoint'] == ckpt
+        assert float(after['speedup_backbone_b1']) > 0
+    # both halves there: a full sweep has nothing left to do
+    monkeypatch.setattr(sweep_mod, 'time_setting',
+                        lambda *a, **k: pytest.fail('timed again'))
+    tool.main([config, ckpt, '--out', out, '--settings'] + settings + TIMING)

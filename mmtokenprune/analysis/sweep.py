@@ -13,7 +13,10 @@ two models timed side by side. Rows are kept in a CSV keyed by the setting
 string (:mod:`~mmtokenprune.analysis.sweep_store`): a rerun skips finished
 settings. A timing-only sweep skips evaluation: latency depends on shapes,
 not weight values, so each setting is built with random weights and timed
-exactly as above, its score left empty.
+exactly as above, its score left empty. An accuracy-only sweep evaluates
+and counts FLOPs but times nothing (latency columns stay empty), for
+accuracy on a machine busy with other jobs; a later sweep into the same
+folder adds what a row lacks.
 """
 import gc
 import os
@@ -46,6 +49,7 @@ def run_sweep(config: Config,
               clock: str = 'wall',
               threads: Optional[int] = None,
               timing_only: bool = False,
+              accuracy_only: bool = False,
               on_row: Optional[Callable[[List[Dict]], None]] = None,
               progress: bool = True) -> List[Dict]:
     """Evaluate, count and time every setting; skip those already in
@@ -76,6 +80,8 @@ def run_sweep(config: Config,
         timing_only (bool): skip evaluation: build each setting with random
             weights (no checkpoint is read) and time it as above; score
             columns stay empty. Defaults to False.
+        accuracy_only (bool): evaluate and count FLOPs, time nothing;
+            latency columns stay empty. Defaults to False.
         on_row (callable, optional): called with all rows after each new
             row (e.g. to redraw the table and the plot). Defaults to None.
         progress (bool): show a progress bar over settings.
@@ -88,6 +94,8 @@ def run_sweep(config: Config,
 
     if checkpoint is None and not timing_only:
         raise ValueError('checkpoint is needed unless timing_only=True.')
+    if timing_only and accuracy_only:
+        raise ValueError('timing_only and accuracy_only exclude each other.')
     check_timing(clock=clock, threads=threads)
     parsed = [
         parse_setting(s, check_checkpoints=not timing_only) for s in settings
@@ -104,10 +112,12 @@ def run_sweep(config: Config,
     check_resumable(done, how, csv_path)
     ref = None
     for setting in tqdm(parsed, desc='sweep', disable=not progress):
-        if row_serves(done.get(setting.text), timing_only):
+        stored = done.get(setting.text)
+        if row_serves(stored, need_score=not timing_only,
+                      need_timing=not accuracy_only):
             tqdm.write(f'[sweep] {setting.text}: done before, skipped')
             continue
-        if ref is None:
+        if ref is None and not accuracy_only:
             base = setting_config(config, SweepSetting('baseline'))
             ref = build_model(base)  # weights do not change timing
         cfg = setting_config(config, setting)
@@ -123,20 +133,19 @@ def run_sweep(config: Config,
                     f'sweep_{slug}')
         timing = time_setting(
             model,
-            ref if setting.text != 'baseline' else model,
+            ref if setting.text != 'baseline' and ref is not None else model,
             image_size,
-            batch_sizes,
+            () if accuracy_only else batch_sizes,
             repeats,
             warmup,
             clock=clock,
             threads=threads)
-        done[setting.text] = dict(
-            setting=setting.text,
-            family=setting.family,
-            **metrics,
-            **timing,
-            **how,
-            checkpoint=ckpt)
+        row = dict(
+            setting=setting.text, family=setting.family, **metrics, **timing,
+            **how)
+        if ckpt or not stored:
+            row['checkpoint'] = ckpt
+        done[setting.text] = {**(stored or {}), **row}  # keeps the other half
         score = (f'{metrics["score_name"]} {metrics["score"]:.2f}'
                  if metrics else 'not evaluated (timing only)')
         tqdm.write(f'[sweep] {setting.text}: {score}, backbone speed-up b1 '

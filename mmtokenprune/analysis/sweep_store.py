@@ -2,8 +2,8 @@
 
 A rerun reuses a stored row only if it was made the same way (same
 checkpoint, image size, clock, torch threads and repeats: the ``how`` of
-:func:`check_resumable`) and has what the run needs (a score, unless the
-run is timing-only: :func:`row_serves`).
+:func:`check_resumable`) and has what the run needs (a score unless the run is
+timing-only, latencies unless it is accuracy-only: :func:`row_serves`).
 """
 import csv
 import os
@@ -87,17 +87,22 @@ def check_resumable(rows: Dict[str, Dict], how: Dict, path: str) -> None:
                              'output folder (--out).')
 
 
-def row_serves(row: Optional[Dict], timing_only: bool) -> bool:
-    """Whether a stored row can stand for this run's: any row serves a
-    timing-only run, only an evaluated row (with a score) a full one.
+def row_serves(row: Optional[Dict], need_score: bool,
+               need_timing: bool) -> bool:
+    """Whether a stored row has what this run would make.
 
     Args:
         row (dict, optional): the stored row of a setting, if any.
-        timing_only (bool): whether this run skips evaluation.
+        need_score (bool): the run evaluates (not timing-only).
+        need_timing (bool): the run times (not accuracy-only).
 
     Returns:
         bool: True if the setting need not be run again.
     """
     if row is None:
         return False
-    return timing_only or row.get('score', '') not in ('', None)
+    has_score = row.get('score', '') not in ('', None)
+    has_timing = any(
+        k.startswith('speedup_backbone_b') and v not in ('', None)
+        for k, v in row.items())
+    return (has_score or not need_score) and (has_timing or not need_timing)

@@ -90,6 +90,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='skip evaluation: build each setting with random weights (no '
         'checkpoint read) and count/time it as a full sweep does; score '
         'columns stay empty')
+    parser.add_argument(
+        '--accuracy-only',
+        action='store_true',
+        help='evaluate and count FLOPs, time nothing (latency columns stay '
+        'empty; a later sweep into the same --out adds them)')
     parser.add_argument('--title', default='', help='plot/table title')
     parser.add_argument(
         '--cfg-options',
@@ -101,6 +106,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.checkpoint is None and not args.timing_only:
         parser.error('checkpoint is required unless --timing-only is given')
+    if args.timing_only and args.accuracy_only:
+        parser.error('--timing-only and --accuracy-only exclude each other')
     return args
 
 
@@ -116,7 +123,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     def report(rows):
         with open(md_path, 'w') as f:
             f.write(format_markdown(rows, args.title))
-        if not args.timing_only:
+        if not (args.timing_only or args.accuracy_only):
             plot_pareto(
                 rows, png_path, batch=min(args.batch_sizes), title=args.title)
 
@@ -132,13 +139,14 @@ def main(argv: Optional[List[str]] = None) -> str:
         clock=args.clock,
         threads=args.threads,
         timing_only=args.timing_only,
+        accuracy_only=args.accuracy_only,
         on_row=report,
         progress=not args.no_progress)
     report(rows)
     table = format_markdown(rows, args.title)
     print(table)
     written = [osp.join(args.out, 'sweep.csv'), md_path]
-    written += [] if args.timing_only else [png_path]
+    written += [] if args.timing_only or args.accuracy_only else [png_path]
     print(f'wrote {", ".join(written)}')
     return table
 
