@@ -16,6 +16,10 @@
 #                 shapes only) the settings of trainingfree and finetune; the
 #                 fine-tuned widths come from docs/specs/ (the export's widths
 #                 as docs/results.md lists them); needs no other stage
+#   xseq          cross-sequence protocol: the 2k baseline trained on
+#                 0001TP + 0016E5, validated on 0006R0 (scenes it never
+#                 saw); ATME/ToMe training-free on it with sliding-window
+#                 inference (the training token count) and whole frames
 #
 # Outputs go under $WORK (default work_dirs/); each command's wall time is
 # printed. Latency uses one torch thread and process CPU time, robust to
@@ -158,12 +162,27 @@ stage_retime() {
         "$ATME_DEFAULT+spec=$spec" "spec=$spec" "$ATME_DEFAULT"
 }
 
+XSEQ_CFG=configs/camvid/deit-t16_fcn_1xb4-2k_camvid-xseq-256x256.py
+XSEQ=$W/camvid_deit-t16_2k-xseq
+
+stage_xseq() {
+    [[ -f $XSEQ/iter_2000.pth ]] || run python tools/train.py $XSEQ_CFG --work-dir $XSEQ
+    trainingfree_settings
+    # accuracy only: latency depends on shapes, not on the split (stage retime)
+    run python tools/analysis/sweep.py $XSEQ_CFG $XSEQ/iter_2000.pth \
+        --accuracy-only --threads 1 --out $W/sweep_xseq_slide \
+        --settings "${TF_SETTINGS[@]}"
+    run python tools/analysis/sweep.py $XSEQ_CFG $XSEQ/iter_2000.pth \
+        --accuracy-only --threads 1 --out $W/sweep_xseq_whole \
+        --settings "${TF_SETTINGS[@]}" --cfg-options model.test_cfg.mode=whole
+}
+
 stages=("$@")
-[[ ${#stages[@]} -gt 0 ]] || stages=(baseline trainingfree finetune cifar10 transfer spvit retime)
+[[ ${#stages[@]} -gt 0 ]] || stages=(baseline trainingfree finetune cifar10 transfer spvit retime xseq)
 for s in "${stages[@]}"; do
     case $s in
-        baseline|trainingfree|finetune|cifar10|transfer|spvit|retime) ;;
-        *) echo "unknown stage '$s'; choose from: baseline trainingfree finetune cifar10 transfer spvit retime" >&2
+        baseline|trainingfree|finetune|cifar10|transfer|spvit|retime|xseq) ;;
+        *) echo "unknown stage '$s'; choose from: baseline trainingfree finetune cifar10 transfer spvit retime xseq" >&2
            exit 2 ;;
     esac
 done
