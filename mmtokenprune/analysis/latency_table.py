@@ -25,6 +25,8 @@ the table records how far a linear fit in the widths is off, ``linearity``).
 the differentiable budget loss read the same numbers.
 """
 import bisect
+import copy
+import functools
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -93,26 +95,30 @@ def interp(grids: Sequence[Sequence[float]],
     return total
 
 
-def reducer_traits(reducer: Optional[str]) -> Dict:
-    """``where``, ``prunes``, ``tail_tokens`` and ``supports_prop_attn``
-    of a registered reducer (what token counts and costs depend on).
-
-    Raises:
-        ValueError: for an unknown reducer, naming the registered ones.
-    """
+@functools.lru_cache(maxsize=None)
+def _traits(reducer: Optional[str]) -> Tuple:
     if reducer is None:
-        return dict(where=None, prunes=False, tail_tokens=0, prop_attn=False)
+        return (None, False, 0, False)
     from ..models.reducers import reducer_types
     from ..registry import TOKEN_REDUCERS
     types = reducer_types()
     if reducer not in types:
         raise ValueError(f'reducer must be one of {types}; got {reducer!r}.')
     cls = TOKEN_REDUCERS.get(reducer)
+    return (cls.where, cls.prunes, cls.tail_tokens, cls.supports_prop_attn)
+
+
+def reducer_traits(reducer: Optional[str]) -> Dict:
+    """``where``, ``prunes``, ``tail_tokens`` and ``prop_attn`` (its
+    default: whether it supports proportional attention) of a registered
+    reducer (what token counts and costs depend on).
+
+    Raises:
+        ValueError: for an unknown reducer, naming the registered ones.
+    """
     return dict(
-        where=cls.where,
-        prunes=cls.prunes,
-        tail_tokens=cls.tail_tokens,
-        prop_attn=cls.supports_prop_attn)
+        zip(('where', 'prunes', 'tail_tokens', 'prop_attn'),
+            _traits(reducer)))
 
 
 def schedule_counts(num_patches: int, num_extra_tokens: int,
@@ -299,6 +305,16 @@ class LatencyTable:
         return sum(
             interp((p['tokens'], ), p['ms'], (n, ), ('tokens', ),
                    extrapolate, 'latency table unmerge') for n in patches)
+
+    def cached(self) -> 'LatencyTable':
+        """A copy whose per-entry queries are memoised, for searches that
+        ask the same ones many times (the solver)."""
+        table = copy.copy(self)
+        for name in ('attention_ms', 'mlp_ms', 'reducer_ms',
+                     'final_norm_ms'):
+            setattr(table, name,
+                    functools.lru_cache(maxsize=None)(getattr(self, name)))
+        return table
 
     # --------------------------------------------------------- prediction
     def check_arch(self, head_dims: int, ffn_dims: int, num_layers: int,
