@@ -65,11 +65,11 @@ def synthetic_table(reducer_scale: float = 1.0, batch: int = 1) -> Dict:
 
 
 def tiny_vit(**kwargs):
-    return PrunedVisionTransformer(
+    args = dict(
         arch=dict(embed_dims=32, num_layers=4, num_heads=2,
                   feedforward_channels=64),
-        img_size=64, patch_size=8, out_indices=(1, 3), out_type='featmap',
-        **kwargs).eval()
+        img_size=64, patch_size=8, out_indices=(1, 3), out_type='featmap')
+    return PrunedVisionTransformer(**dict(args, **kwargs)).eval()
 
 
 # ------------------------------------------------------------ interpolation

@@ -268,7 +268,7 @@ class LatencyTable:
     def reducer_ms(self, reducer: str, patches, r, extrapolate=False):
         """The reducer's own forward removing ``r`` of ``patches`` tokens
         (0 for ``r == 0``: no reducer runs)."""
-        if not float(r):
+        if not float(r.detach() if hasattr(r, 'detach') else r):
             return 0.
         if reducer not in self.reducers:
             raise ValueError(f'the latency table has no reducer '
@@ -276,12 +276,13 @@ class LatencyTable:
                              f'{sorted(self.reducers)}.')
         t = self.reducers[reducer]
         frac = r / patches
+        value = float(frac.detach() if hasattr(frac, 'detach') else frac)
         lo, hi = t['fraction'][0], t['fraction'][-1]
         # below the smallest measured fraction the cost is the smallest's
         # (scoring and matching depend on N, not on r)
-        if float(frac) < lo:
+        if value < lo:
             frac = frac * 0 + lo
-        if float(frac) > hi and not extrapolate:
+        if value > hi and not extrapolate:
             raise ValueError(f'latency table {reducer}: r={float(r):g} of '
                              f'{float(patches):g} tokens is beyond the '
                              f'measured fraction {hi:g}.')

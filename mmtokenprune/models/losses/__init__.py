@@ -2,3 +2,4 @@
 # One import line per loss module (each registers its losses).
 from .distill import DistillKLLoss, FeatureMSELoss  # noqa: F401
 from .keep_ratio import KeepRatioLoss  # noqa: F401
+from .latency_budget import LatencyBudgetLoss  # noqa: F401
