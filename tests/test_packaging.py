@@ -175,6 +175,24 @@ def test_mim_trains_tests_and_runs_the_demo_from_the_wheel(venv, tmp_path):
     assert (work / 'demo' / 'merge_regions.png').is_file()
 
 
+def test_without_mmcv_the_import_says_what_to_install(venv, tmp_path):
+    """mmcv is no requirement (full mmcv and mmcv-lite are one module under
+    two names); the wheel's import says what to install instead."""
+    proc = subprocess.run([
+        venv['python'], '-c', 'import sys; sys.modules["mmcv"] = None; '
+        'import mmtokenprune.models'
+    ],
+                          cwd=str(tmp_path),
+                          env=clean_env(),
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith('ImportError: mmtokenprune needs mmcv'), last
+    assert 'pip install mmcv-lite==2.1.0' in last, last
+
+
 # ------------------------------------------------ model-index / metafiles
 def load_models():
     """Every model of model-index.yml's imports, with its metafile."""
