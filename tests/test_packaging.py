@@ -158,8 +158,8 @@ def test_mim_trains_tests_and_runs_the_demo_from_the_wheel(venv, tmp_path):
     assert checkpoint.is_file()
 
     test = run(mim + [
-        'test', 'mmtokenprune', CONFIG, '--checkpoint',
-        str(checkpoint), '--work-dir', 'test_work', '--out', 'metrics.json'
+        'test', 'mmtokenprune', CONFIG, '--checkpoint', 'work/iter_2.pth',
+        '--out', 'metrics.json'
     ] + options,
                cwd=str(work))
     assert osp.join(package, 'tools', 'test.py') in test.stdout
