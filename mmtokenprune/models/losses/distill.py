@@ -7,8 +7,9 @@ pass its outputs in. The teacher side is always detached.
 
 - :class:`DistillKLLoss`: ``T^2 * KL(softmax(t / T) || softmax(s / T))``,
   summed over classes and averaged over samples (classification) or over
-  the counted pixels (segmentation), as DeiT/DynamicViT's ``batchmean``
-  KL (``T = 1`` there).
+  the counted pixels (segmentation), as DynamicViT's ``batchmean`` KL
+  (``T = 1`` there; DeiT's soft distillation divides by the number of
+  logits instead).
 - :class:`FeatureMSELoss`: mean squared difference over channels and the
   selected positions (DynamicViT/TPS's token distillation restricted to the
   kept tokens), or over all of a feature map.
