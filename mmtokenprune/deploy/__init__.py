@@ -8,6 +8,7 @@ from .onnx_export import (ATOL, OnnxForward, check_onnx, export_onnx,
 from .symbolics import OPSET, register_symbolics
 
 __all__ = [
-    'build_deploy_model', 'ATOL', 'OnnxForward', 'check_onnx', 'export_onnx', 'flat_outputs',
-    'onnx_session', 'OPSET', 'register_symbolics'
+    'build_deploy_model', 'ATOL', 'OnnxForward', 'check_onnx',
+    'export_onnx', 'flat_outputs', 'onnx_session', 'OPSET',
+    'register_symbolics'
 ]

@@ -29,10 +29,11 @@ def _sort(g, self, *args):
     descending = sh._get_const(descending, 'b', 'descending')
     if _type_utils.JitScalarType.from_value(self).scalar_name() \
             not in _TOPK_TYPES:
-        self = g.op('Cast', self, to_i=_type_utils.JitScalarType.INT.onnx_type())
+        int32 = _type_utils.JitScalarType.INT.onnx_type()
+        self = g.op('Cast', self, to_i=int32)
     size = g.op('Shape', self)
-    k = g.op(
-        'Gather', size, g.op('Constant', value_t=torch.tensor([dim])), axis_i=0)
+    axis = g.op('Constant', value_t=torch.tensor([dim]))
+    k = g.op('Gather', size, axis, axis_i=0)
     return g.op(
         'TopK',
         self,
