@@ -14,11 +14,15 @@ made and which pairs may match:
   region touches its own on the original grid, so every merged token covers
   a connected image region. Merging is asymmetric: a source is absorbed
   into a destination (size-weighted), never the reverse, and a source never
-  receives tokens, so one step has no chains.
+  receives tokens, so one step has no chains. Only touching pairs are
+  scored, read off the 4-neighbour cell pairs of the merge map: linear in
+  the grid, where ToMe's all-pairs matrix is quadratic in the tokens.
 
 Plans are computed under ``no_grad``: they are index bookkeeping.
 """
+import functools
 import math
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +30,10 @@ from torch import Tensor
 
 from .token_map import MergePlan, TokenMap
 
-__all__ = ['plan_from_scores', 'tome_plan', 'atme_plan', 'atme_level']
+__all__ = [
+    'plan_from_scores', 'plan_from_best', 'tome_plan', 'atme_plan',
+    'atme_plan_dense', 'atme_level'
+]
 
 # Score given to a source-destination pair whose regions do not touch:
 # below any cosine similarity, so such a pair is used only when a source has
@@ -49,18 +56,39 @@ def plan_from_scores(scores: Tensor, src_idx: Tensor, dst_idx: Tensor,
         MergePlan: from ``N = Ns + Nd`` to ``N - r`` tokens; kept tokens
         stay in their original order.
     """
-    B, Ns, _ = scores.shape
+    best_val, best_dst = scores.max(dim=-1)  # ties: the first destination
+    return plan_from_best(best_val, best_dst, src_idx, dst_idx, r)
+
+
+def plan_from_best(best_val: Tensor, best_dst: Tensor, src_idx: Tensor,
+                   dst_idx: Tensor, r: int) -> MergePlan:
+    """Fold the ``r`` sources with the highest ``best_val`` into their
+    ``best_dst``: :func:`plan_from_scores` once each source's best match is
+    known (ties between sources keep their order).
+
+    Args:
+        best_val (Tensor): ``(B, Ns)`` each source's best score.
+        best_dst (Tensor): ``(B, Ns)`` long, the position in ``dst_idx`` of
+            each source's best destination.
+        src_idx (Tensor): ``(B, Ns)`` current indices of the sources.
+        dst_idx (Tensor): ``(B, Nd)`` current indices of the destinations.
+        r (int): number of sources to merge, ``0 <= r <= Ns``.
+
+    Returns:
+        MergePlan: from ``N = Ns + Nd`` to ``N - r`` tokens.
+    """
+    B, Ns = best_val.shape
     N = Ns + dst_idx.shape[1]
-    best_val, best_dst = scores.max(dim=-1)
+    device = best_val.device
     order = best_val.argsort(dim=-1, descending=True, stable=True)[:, :r]
     merged_src = src_idx.gather(1, order)
     merged_dst = dst_idx.gather(1, best_dst.gather(1, order))
 
-    removed = torch.zeros(B, N, dtype=torch.uint8, device=scores.device)
+    removed = torch.zeros(B, N, dtype=torch.uint8, device=device)
     removed.scatter_(1, merged_src, 1)
     keep_idx = removed.argsort(dim=1, stable=True)[:, :N - r]
     old2new = torch.empty_like(removed, dtype=torch.long)
-    rank = torch.arange(N - r, device=scores.device).expand(B, -1)
+    rank = torch.arange(N - r, device=device).expand(B, -1)
     old2new.scatter_(1, keep_idx, rank)
     old2new.scatter_(1, merged_src, old2new.gather(1, merged_dst))
     return MergePlan(old2new=old2new, keep_idx=keep_idx)
@@ -93,6 +121,7 @@ def tome_plan(metric: Tensor, r: int) -> MergePlan:
         _cosine(metric, src_idx, dst_idx), src_idx, dst_idx, r)
 
 
+
 def atme_level(num_tokens: int, grid_area: int) -> int:
     """Coarseness of the token grid: ``floor(log4(H0 * W0 / N))``.
 
@@ -101,6 +130,193 @@ def atme_level(num_tokens: int, grid_area: int) -> int:
     read from bit ``k`` of its anchor coordinate.
     """
     return max(0, int(math.floor(math.log(grid_area / num_tokens, 4) + 1e-9)))
+
+
+def _atme_roles(tokens: TokenMap, axis: int) -> Tensor:
+    """``(B, N)`` tokens in role order: the ``N // 2`` sources (bit
+    :func:`atme_level` of the anchor coordinate along ``axis`` set; ties
+    keep sequence order), then the destinations, each in sequence order."""
+    level = atme_level(tokens.num_tokens, tokens.grid[0] * tokens.grid[1])
+    W = tokens.grid[1]
+    coord = tokens.anchor % W if axis == 1 else tokens.anchor // W
+    odd = (coord >> level) & 1
+    return odd.argsort(dim=1, descending=True, stable=True)  # odd first
+
+
+def _make_cell_pairs(grid: Tuple[int, int],
+                     device: Optional[torch.device]) -> Tensor:
+    H, W = grid
+    cell = torch.arange(H * W, device=device).view(H, W)
+    return torch.cat([
+        cell[:, 1:].flatten(), cell[1:].flatten(), cell[:, :-1].flatten(),
+        cell[:-1].flatten()
+    ])
+
+
+_cached_cell_pairs = functools.lru_cache(maxsize=16)(_make_cell_pairs)
+
+
+def _cell_pairs(grid: Tuple[int, int],
+                device: Optional[torch.device]) -> Tensor:
+    """``(2 * U, )`` the ``U`` 4-neighbour cell pairs of a grid, flat:
+    right/lower cells of the horizontal then vertical pairs, then their
+    left/upper partners (cached per grid and device in eager mode)."""
+    if torch.compiler.is_compiling():
+        return _make_cell_pairs(grid, device)
+    return _cached_cell_pairs(tuple(grid), device)
+
+
+def _touching_best(metric: Tensor, tokens: TokenMap, rank: Tensor,
+                   num_src: int) -> Tuple[Tensor, Tensor]:
+    """Each source's best cosine to a touching destination, read off the
+    4-neighbour cell pairs of the map: ``O(H0 * W0 * d)``, no token pairs.
+
+    Args:
+        metric (Tensor): ``(B, N, d)`` features.
+        tokens (TokenMap): their map.
+        rank (Tensor): ``(B, N)`` long, each token's place in role order
+            (sources ``< num_src``, then destinations).
+        num_src (int): the number of sources.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``(B, Ns)`` float32 best cosine (``-inf``
+        where no destination touches) and ``(B, Ns)`` long position of the
+        first destination reaching it (``Nd`` where none).
+    """
+    B, N, d = metric.shape
+    H, W = tokens.grid
+    unit = F.normalize(metric.float(), dim=-1).reshape(B * N, d)
+    rows = tokens.assign
+    if B > 1:
+        rows = rows + torch.arange(B, device=rows.device).unsqueeze(1) * N
+    cells = unit.index_select(0, rows.reshape(-1)).view(B, H, W, d)
+    cos = torch.cat([(cells[:, :, 1:] * cells[:, :, :-1]).sum(-1).flatten(1),
+                     (cells[:, 1:] * cells[:, :-1]).sum(-1).flatten(1)], 1)
+    ends = rank.gather(1, tokens.assign.index_select(
+        1, _cell_pairs(tokens.grid, rank.device)))
+    a, b = ends.chunk(2, dim=1)  # role places of the two cells' tokens
+    src, dst = torch.minimum(a, b), torch.maximum(a, b)
+    pair = (src < num_src) & (dst >= num_src)  # a source and a destination
+    val = torch.where(pair, cos, -math.inf)
+    # view: ONNX's scatter_reduce output has no known rank
+    best = cos.new_full((B, N), -math.inf).scatter_reduce(
+        1, src, val, 'amax').view(B, N)
+    hit = pair & (val == best.gather(1, src))
+    first = torch.full_like(rank, N).scatter_reduce(
+        1, src, torch.where(hit, dst, N), 'amin').view(B, N)
+    return best[:, :num_src], first[:, :num_src] - num_src
+
+
+# Lines up to this long take the L1 transform as one dense min-plus (few
+# ops); longer ones two running minima (linear work).
+_DENSE_LINE = 32
+
+
+def _make_line_distance(n: int, scale: int,
+                        device: Optional[torch.device]) -> Tensor:
+    i = torch.arange(n, device=device, dtype=torch.int32)
+    return (i.unsqueeze(1) - i).abs() * scale
+
+
+_cached_line_distance = functools.lru_cache(maxsize=16)(_make_line_distance)
+
+
+def _l1_min_plus(v: Tensor, scale: int, dim: int) -> Tensor:
+    """``out[.., i, ..] = min_j v[.., j, ..] + scale * |i - j|`` along
+    ``dim`` (-1 or -2): a running minimum from each end of every line
+    (``O(n)``), or for short lines and ONNX export (no cumulative minimum
+    there) the dense ``O(n^2)`` minimum."""
+    n = v.shape[dim]
+    if n <= _DENSE_LINE or torch.onnx.is_in_onnx_export():
+        if torch.compiler.is_compiling():
+            table = _make_line_distance(n, scale, v.device)
+        else:
+            table = _cached_line_distance(n, scale, v.device)
+        if dim == -1:
+            return (v.unsqueeze(-2) + table).amin(-1)
+        return (v.unsqueeze(-3) + table.unsqueeze(-1)).amin(-2)
+    ramp = torch.arange(n, device=v.device, dtype=v.dtype) * scale
+    if dim == -2:
+        ramp = ramp.unsqueeze(-1)
+    ahead = (v - ramp).cummin(dim).values + ramp
+    behind = (v + ramp).flip(dim).cummin(dim).values.flip(dim) - ramp
+    return torch.minimum(ahead, behind)
+
+
+def _nearest_destination(tokens: TokenMap, src_idx: Tensor,
+                         dst_idx: Tensor) -> Tuple[Tensor, Tensor]:
+    """Each source's nearest destination by anchor L1 distance, ties to
+    the first destination: an exact L1 distance transform of the grid whose
+    cells hold ``Nd * distance + position`` (separable, two axes), then
+    read at the source anchors: ``O(H0 * W0)`` (up to lines of
+    ``_DENSE_LINE`` cells, ``O(H0 * W0 * (H0 + W0))`` below), no token
+    pairs.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``(B, Ns)`` distances (int) and destination
+        positions (long).
+    """
+    (B, Nd), (H, W) = dst_idx.shape, tokens.grid
+    device = dst_idx.device
+    big = Nd * (H + W)  # above every real key; sums stay below 2 * big
+    dtype = torch.int32 if 2 * big < 2**31 else torch.long
+    pos = torch.arange(Nd, device=device).to(dtype).expand(B, Nd)
+    grid = torch.full((B, H * W), big, dtype=dtype, device=device)
+    grid.scatter_(1, tokens.anchor.gather(1, dst_idx), pos)
+    grid = _l1_min_plus(grid.view(B, H, W), Nd, -1)  # along W
+    grid = _l1_min_plus(grid, Nd, -2)  # along H
+    key = grid.view(B, H * W).gather(1, tokens.anchor.gather(1, src_idx))
+    dist = key // Nd
+    return dist, (key - dist * Nd).long()
+
+
+@torch.no_grad()
+def atme_plan(metric: Tensor, tokens: TokenMap, r: int,
+              axis: int) -> MergePlan:
+    """ATME: asymmetric merging of neighbouring tokens (our reading of CAIT).
+
+    Roles: the ``N // 2`` tokens whose anchor coordinate along ``axis`` has
+    bit :func:`atme_level` set are sources (ties keep sequence order), the
+    rest destinations. A source's score for a destination is their cosine
+    similarity when their regions touch; otherwise it is below every cosine
+    and decreases with the anchor distance, so a source without a touching
+    destination can only be used when ``r`` exceeds the sources that have
+    one, and then goes to the nearest destination.
+
+    Only touching pairs are scored: they are read off the ``~2 * H0 * W0``
+    pairs of 4-neighbouring cells of ``tokens`` (a source's candidates are
+    the destinations next to its region, one or two on a regular grid), and
+    the nearest destination comes from a distance transform of the grid.
+    Time and memory are ``O(H0 * W0 * d)`` (``d``: metric channels) plus
+    ``O(H0 * W0)`` integer work, with no ``N x N`` tensor;
+    the plan equals :func:`atme_plan_dense` (ties: the first destination,
+    then sequence order), whose cost is quadratic in ``N``. Cosines are in
+    float32 whatever the metric's dtype.
+
+    Args:
+        metric (Tensor): ``(B, N, d)`` features to compare (attention keys
+            averaged over heads).
+        tokens (TokenMap): the map of the current tokens (``N`` of them).
+        r (int): tokens to remove, ``0 <= r <= N // 2``.
+        axis (int): 1 to pair along W (columns), 0 along H (rows).
+
+    Returns:
+        MergePlan: from ``N`` to ``N - r`` tokens.
+    """
+    B, N, _ = metric.shape
+    roles = _atme_roles(tokens, axis)
+    num_src = N // 2
+    src_idx, dst_idx = roles[:, :num_src], roles[:, num_src:]
+    rank = torch.empty_like(roles).scatter_(
+        1, roles, torch.arange(N, device=roles.device).expand(B, N))
+    best, first = _touching_best(metric, tokens, rank, num_src)
+    dist, nearest = _nearest_destination(tokens, src_idx, dst_idx)
+    far = _FAR - dist.to(best.dtype) / (sum(tokens.grid) + 1)
+    touching = first < N - num_src
+    return plan_from_best(
+        torch.where(touching, best, far), torch.where(touching, first,
+                                                      nearest), src_idx,
+        dst_idx, r)
 
 
 def _touching_pairs(tokens: TokenMap, src_pos: Tensor, dst_pos: Tensor,
@@ -128,39 +344,15 @@ def _touching_pairs(tokens: TokenMap, src_pos: Tensor, dst_pos: Tensor,
 
 
 @torch.no_grad()
-def atme_plan(metric: Tensor, tokens: TokenMap, r: int,
-              axis: int) -> MergePlan:
-    """ATME: asymmetric merging of neighbouring tokens (our reading of CAIT).
-
-    Roles: the ``N // 2`` tokens whose anchor coordinate along ``axis`` has
-    bit :func:`atme_level` set are sources (ties keep sequence order), the
-    rest destinations. A source's score for a destination is their cosine
-    similarity when their regions touch; otherwise it is below every cosine
-    and decreases with the anchor distance, so a source without a touching
-    destination can only be used when ``r`` exceeds the sources that have
-    one, and then goes to the nearest destination.
-
-    Args:
-        metric (Tensor): ``(B, N, d)`` features to compare (attention keys
-            averaged over heads).
-        tokens (TokenMap): the map of the current tokens (``N`` of them).
-        r (int): tokens to remove, ``0 <= r <= N // 2``.
-        axis (int): 1 to pair along W (columns), 0 along H (rows).
-
-    Returns:
-        MergePlan: from ``N`` to ``N - r`` tokens.
-    """
+def atme_plan_dense(metric: Tensor, tokens: TokenMap, r: int,
+                    axis: int) -> MergePlan:
+    """:func:`atme_plan` from the full ``(B, Ns, Nd)`` score matrix
+    (cosine, adjacency and distance of every source-destination pair):
+    quadratic in ``N``, the reference the local path is tested against."""
     B, N, _ = metric.shape
-    grid_area = tokens.grid[0] * tokens.grid[1]
-    level = atme_level(N, grid_area)
-    ys, xs = tokens.anchor_yx()
-    coord = xs if axis == 1 else ys
-    odd = (coord >> level) & 1
-    roles = (1 - odd).argsort(dim=1, stable=True)  # odd first, then even
-    num_src = N // 2
-    src_idx, dst_idx = roles[:, :num_src], roles[:, num_src:]
-    num_dst = N - num_src
-
+    roles = _atme_roles(tokens, axis)
+    src_idx, dst_idx = roles[:, :N // 2], roles[:, N // 2:]
+    num_src, num_dst = src_idx.shape[1], dst_idx.shape[1]
     device = metric.device
     pos = torch.arange(N, device=device).expand(B, N)
     src_pos = torch.full((B, N), -1, dtype=torch.long, device=device)
@@ -170,6 +362,7 @@ def atme_plan(metric: Tensor, tokens: TokenMap, r: int,
     touch = _touching_pairs(tokens, src_pos, dst_pos, num_src, num_dst)
 
     sim = _cosine(metric, src_idx, dst_idx)
+    ys, xs = tokens.anchor_yx()
     sy, sx = ys.gather(1, src_idx), xs.gather(1, src_idx)
     dy, dx = ys.gather(1, dst_idx), xs.gather(1, dst_idx)
     dist = ((sy.unsqueeze(2) - dy.unsqueeze(1)).abs() +

@@ -1,0 +1,166 @@
+"""ATME's local matching equals the dense (all-pairs) reference.
+
+``atme_plan`` scores only touching source-destination pairs (read off the
+cell grid) and finds the nearest destination by a distance transform;
+``atme_plan_dense`` builds the full score matrix. Their plans must be the
+same, ties included, on irregular maps made by real merging.
+"""
+import pytest
+import torch
+
+from mmtokenprune.ops import TokenMap, tome_plan
+from mmtokenprune.ops import matching
+from mmtokenprune.ops.matching import (_atme_roles, _touching_best,
+                                       atme_plan, atme_plan_dense)
+
+
+def _same(plan, ref):
+    return (torch.equal(plan.old2new, ref.old2new)
+            and torch.equal(plan.keep_idx, ref.keep_idx))
+
+
+def _metric(gen, B, N, tied):
+    """Gaussian features, or +-1 vectors (exact cosines, many ties)."""
+    if tied:
+        return torch.randint(0, 2, (B, N, 4), generator=gen).float() * 2 - 1
+    return torch.randn(B, N, 8, generator=gen)
+
+
+def _no_touch_count(metric, tokens, axis):
+    """Sources without a touching destination (the fallback's users)."""
+    roles = _atme_roles(tokens, axis)
+    B, N = roles.shape
+    rank = torch.empty_like(roles).scatter_(
+        1, roles, torch.arange(N).expand(B, N))
+    _, first = _touching_best(metric, tokens, rank, N // 2)
+    return int((first == N - N // 2).sum())
+
+
+def _compare_on_merged_maps(grids, seed):
+    """Plans of both paths at every step of several merging rounds (ATME
+    and ToMe steps, so regions get irregular and some disconnected)."""
+    gen = torch.Generator().manual_seed(seed)
+    checked = fallback = 0
+    for k, (H, W) in enumerate(grids):
+        B = 3
+        tokens = TokenMap.identity(B, (H, W))
+        step = 0
+        while tokens.num_tokens >= 2:
+            N = tokens.num_tokens
+            metric = _metric(gen, B, N, tied=(k + step) % 2 == 1)
+            for axis in (0, 1):
+                fallback += _no_touch_count(metric, tokens, axis)
+                for r in sorted({0, 1, N // 4, N // 2}):
+                    ref = atme_plan_dense(metric, tokens, r, axis)
+                    assert _same(atme_plan(metric, tokens, r, axis), ref), \
+                        (H, W, N, r, axis)
+                    checked += 1
+            r = int(torch.randint(1, N // 2 + 1, (1, ), generator=gen))
+            plan = tome_plan(metric, r) if step % 3 == 2 else \
+                atme_plan_dense(metric, tokens, r, step % 2)
+            tokens = tokens.apply(plan)
+            step += 1
+    return checked, fallback
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_local_plan_equals_dense_on_merged_maps(seed):
+    grids = [(6, 8), (7, 5), (1, 9), (9, 1), (10, 9), (4, 4)]
+    checked, fallback = _compare_on_merged_maps(grids, seed)
+    assert checked > 200
+    assert fallback > 0  # the no-touching-destination path was exercised
+
+
+@pytest.mark.parametrize('dense_line', [1, 10**6])
+def test_both_distance_transforms_match_dense(monkeypatch, dense_line):
+    """Lines longer than ``_DENSE_LINE`` take running minima, shorter ones
+    (and ONNX export) a dense min-plus: both must give the dense plan."""
+    monkeypatch.setattr(matching, '_DENSE_LINE', dense_line)
+    checked, fallback = _compare_on_merged_maps([(5, 13), (10, 7)], 3)
+    assert checked > 50 and fallback > 0
+
+
+def test_source_without_touching_destination_takes_nearest_first():
+    """A 1x8 row: tokens T0..T5 with anchors 0 1 3 5 6 7. Odd anchors are
+    T1 T2 T3 T5 but only N // 2 = 3 are sources (T1 T2 T3), so T5 becomes
+    a destination and the destinations are, in order, T5 T0 T4. T2 (cell
+    3) touches only sources; its nearest destinations, T0 and T4, are both
+    3 cells away: the first in destination order (T0) must win."""
+    assign = torch.tensor([[0, 1, 1, 2, 3, 3, 4, 5]]).repeat(2, 1)
+    tokens = TokenMap(
+        assign=assign,
+        size=torch.tensor([[1., 2., 1., 2., 1., 1.]]).repeat(2, 1),
+        anchor=torch.tensor([[0, 1, 3, 5, 6, 7]]).repeat(2, 1),
+        grid=(1, 8))
+    metric = torch.randn(2, 6, 4, generator=torch.Generator().manual_seed(0))
+    assert _no_touch_count(metric, tokens, axis=1) == 2  # T2, both images
+    plan = atme_plan(metric, tokens, 3, axis=1)
+    assert _same(plan, atme_plan_dense(metric, tokens, 3, axis=1))
+    o2n = plan.old2new
+    assert (o2n[:, 2] == o2n[:, 0]).all()  # T2 -> T0 (tie with T4)
+    assert (o2n[:, 1] == o2n[:, 0]).all()  # T1 touches T0 only
+    assert (o2n[:, 3] == o2n[:, 4]).all()  # T3 touches T4 only
+    # with r = 2 the sources with a touching destination go first
+    assert (atme_plan(metric, tokens, 2, axis=1).old2new[:, 2] ==
+            torch.tensor([1, 1])).all()
+
+
+def test_ties_go_to_the_first_destination():
+    """Equal features: every cosine ties. On a 3x5 grid the odd columns
+    give 6 sources of N // 2 = 7, so cell 0 is the seventh (ties keep
+    sequence order). Sources merge in sequence order (cells 1, 3, 6), each
+    into its first touching destination: cell 1 into cell 2 (its left
+    neighbour is a source), cell 3 into cell 2 (the first of 2 and 4),
+    cell 6 into cell 5 (the first of 5 and 7)."""
+    tokens = TokenMap.identity(1, (3, 5))
+    metric = torch.ones(1, 15, 4)
+    plan = atme_plan(metric, tokens, 3, axis=1)
+    assert _same(plan, atme_plan_dense(metric, tokens, 3, axis=1))
+    assert tokens.apply(plan).size[0].tolist()[:6] == [1, 3, 1, 2, 1, 1]
+
+
+def test_local_plan_has_no_quadratic_tensor():
+    """Peak memory of the local plan grows linearly: no ``Ns x Nd``
+    tensor is built (checked by the largest tensor any op returns)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Largest(TorchDispatchMode):
+        numel = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor):
+                    Largest.numel = max(Largest.numel, t.numel())
+            return out
+
+    H = W = 32
+    N, d = H * W, 8
+    metric = torch.randn(1, N, d)
+    tokens = TokenMap.identity(1, (H, W))
+    with Largest():
+        atme_plan(metric, tokens, N // 4, axis=1)
+    local = Largest.numel
+    Largest.numel = 0
+    with Largest():
+        atme_plan_dense(metric, tokens, N // 4, axis=1)
+    # cells and their neighbour products; short lines of the distance
+    # transform take a dense (line x line) minimum
+    assert local <= N * max(2 * d, matching._DENSE_LINE)
+    assert Largest.numel >= (N // 2)**2  # the reference is quadratic
+
+
+def test_compiles_without_graph_breaks():
+    """One graph (``fullgraph``; the eager backend keeps this fast: graph
+    breaks are found while tracing, before any code generation)."""
+    compiled = torch.compile(
+        atme_plan, fullgraph=True, dynamic=False, backend='eager')
+    gen = torch.Generator().manual_seed(5)
+    tokens = TokenMap.identity(2, (6, 6))
+    tokens = tokens.apply(
+        atme_plan_dense(torch.randn(2, 36, 8, generator=gen), tokens, 9, 1))
+    metric = torch.randn(2, 27, 8, generator=gen)
+    for r in (6, 13):
+        assert _same(
+            compiled(metric, tokens, r, 0),
+            atme_plan_dense(metric, tokens, r, 0))
