@@ -22,7 +22,7 @@ def test_schedule_respects_budget_and_builds(table, reducer, channels):
     base = table.baseline_ms()
     for fraction in (0.8, 0.6):
         sol = solve_budget(table, fraction * base, reducer=reducer,
-                           channels=channels)
+                           channels=channels, head_step=8)
         assert sol.predicted_ms <= fraction * base
         # the prediction is the table's own for what was chosen
         assert sol.predicted_ms == pytest.approx(
@@ -110,3 +110,30 @@ def test_bad_requests(table):
         solve_budget(table, 10., reducer='eTPS')
     with pytest.raises(ValueError, match='must be one of'):
         solve_budget(table, 10., reducer='Nope')
+
+
+def test_widths_narrow_evenly(table):
+    """Identical layers are narrowed alike: a move's cost grows as its knob
+    empties, so no layer is emptied first."""
+    sol = solve_budget(table, 0.75 * table.baseline_ms(), reducer=None,
+                       head_step=8)
+    for knob, step in (('qk_dims', 8), ('v_dims', 8), ('ffn_dims', 2)):
+        values = [getattr(c, knob) for c in sol.layers]
+        assert max(values) - min(values) <= step, (knob, values)
+
+
+def test_floor_is_searched_not_assumed():
+    """A reducer costing about what it saves: the fastest model merges in
+    some layers, not all, so the smallest reachable latency is below both
+    'merge the most everywhere' and 'merge nowhere' (narrowest widths)."""
+    mid = LatencyTable.load(synthetic_table(reducer_scale=20.))
+    narrow = mid.predict([LayerChoice(0, 8, 8, 16)] * 4, 'ToMe')['ms']
+    most = mid.predict([LayerChoice(32, 8, 8, 16),
+                        LayerChoice(16, 8, 8, 16),
+                        LayerChoice(8, 8, 8, 16),
+                        LayerChoice(0, 8, 8, 16)], 'ToMe')['ms']
+    budget = min(narrow, most) - 0.1
+    sol = solve_budget(mid, budget, reducer='ToMe', head_step=8,
+                       ffn_step=16)
+    assert sol.predicted_ms <= budget
+    assert 0 < sum(1 for c in sol.layers if c.r) < 3

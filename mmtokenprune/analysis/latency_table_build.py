@@ -315,14 +315,17 @@ def _between(grid: Sequence[int], share: float = 0.5, align: int = 8) -> int:
 
 def holdout(table: LatencyTable, timed: Callable, layer: Callable,
             batch: int, device: str, gen: torch.Generator) -> List[Dict]:
-    """Time attention and MLP at points between the grid's (tokens and
-    widths off-grid) and compare with the table's interpolation: how good
-    the model between grid points is, on this device."""
+    """Time attention and MLP at a token count between the grid's (and
+    the MLP at a width between them) and compare with the table's
+    interpolation: how good the model between grid points is, on this
+    device."""
     a, m = table.attention, table.mlp
     C = table.arch['embed_dims']
     n = _between(a['tokens'])
-    qk, v = _between(a['qk_dims'], 0.5), _between(a['v_dims'], 0.25)
-    f = _between(m['ffn_dims'])
+    # widths: grid points for attention (what the solver picks), between
+    # grid points for the MLP
+    qk, v = a['qk_dims'][-2], a['v_dims'][max(0, len(a['v_dims']) - 3)]
+    f = _between(m['ffn_dims'], 0.5, align=64)
     attn_layer, mlp_layer = layer(qk, v, 1), layer(1, 1, f)
     x = torch.randn(batch, n, C, generator=gen).to(device)
     got = timed({
