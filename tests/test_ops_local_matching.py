@@ -3,7 +3,8 @@
 ``atme_plan`` scores only touching source-destination pairs (read off the
 cell grid) and finds the nearest destination by a distance transform;
 ``atme_plan_dense`` builds the full score matrix. Their plans must be the
-same, ties included, on irregular maps made by real merging.
+same, ties included, on irregular maps made by real merging. In Swin
+windows the touching pairs are precomputed per window size.
 """
 import pytest
 import torch
@@ -12,6 +13,9 @@ from mmtokenprune.ops import TokenMap, tome_plan
 from mmtokenprune.ops import matching
 from mmtokenprune.ops.matching import (_atme_roles, _touching_best,
                                        atme_plan, atme_plan_dense)
+from mmtokenprune.ops.window_matching import (atme_window_roles,
+                                              atme_window_scores)
+from mmtokenprune.ops.window_merge import window_merge_plan
 
 
 def _same(plan, ref):
@@ -164,3 +168,42 @@ def test_compiles_without_graph_breaks():
         assert _same(
             compiled(metric, tokens, r, 0),
             atme_plan_dense(metric, tokens, r, 0))
+
+
+def _dense_window_scores(metric, src_idx, dst_idx, ws):
+    """Every source-destination pair of a window: cosine where the cells
+    touch, the distance-ordered far score elsewhere."""
+    a, b = metric[:, src_idx], metric[:, dst_idx]
+    norm = a.norm(dim=-1)[:, :, None] * b.norm(dim=-1)[:, None]
+    cos = (a[:, :, None] * b[:, None]).sum(-1) / norm.clamp(min=1e-12)
+    dist = ((src_idx[:, None] // ws - dst_idx[None] // ws).abs() +
+            (src_idx[:, None] % ws - dst_idx[None] % ws).abs())
+    return torch.where(dist == 1, cos,
+                       matching._FAR - dist.float() / (2 * ws + 1))
+
+
+@pytest.mark.parametrize('ws', [2, 3, 4, 7])
+@pytest.mark.parametrize('axis', [0, 1])
+def test_window_scores_equal_dense_and_compile(ws, axis):
+    """In a window the touching pairs are fixed per window size: the
+    precomputed ones must give every pair's dense score, with no graph
+    break (no data-dependent ops at run time)."""
+    src_idx, dst_idx = atme_window_roles(ws, axis)
+    metric = torch.randn(5, ws * ws, 8,
+                         generator=torch.Generator().manual_seed(ws))
+    ref = _dense_window_scores(metric, src_idx, dst_idx, ws)
+    torch.testing.assert_close(
+        atme_window_scores(metric, src_idx, dst_idx, axis), ref,
+        rtol=0, atol=1e-6)
+    for r in (1, len(src_idx)):
+        assert _same(
+            window_merge_plan(
+                atme_window_scores(metric, src_idx, dst_idx, axis), src_idx,
+                dst_idx, r),
+            window_merge_plan(ref.clone(), src_idx, dst_idx, r))
+    if ws == 7:
+        compiled = torch.compile(
+            atme_window_scores, fullgraph=True, backend='eager')
+        assert torch.equal(
+            compiled(metric, src_idx, dst_idx, axis),
+            atme_window_scores(metric, src_idx, dst_idx, axis))

@@ -12,6 +12,7 @@ padding, capacity, the plan itself) is :mod:`.window_merge`.
   cells up to ``N // 2``); a destination touching the source scores its
   cosine, any other one scores below every cosine, by distance.
 """
+import functools
 import math
 from typing import Optional, Tuple
 
@@ -91,27 +92,62 @@ def _far_scores(ws: int, src_idx: Tensor, dst_idx: Tensor) -> Tensor:
     return far.masked_fill(dist == 1, float('nan'))
 
 
-def _touching_pairs(ws: int, src_idx: Tensor, dst_idx: Tensor, step: int):
-    """Static ATME pairs that touch, split by orientation: the flat
-    ``(Ns, Nd)`` score positions and first cells of the pairs ``(p, p +
-    step)`` along the pairing axis, then positions and both cells of the
-    other (few) pairs."""
-    sy, sx = src_idx // ws, src_idx % ws
-    dy, dx = dst_idx // ws, dst_idx % ws
-    ddy, ddx = dy[None, :] - sy[:, None], dx[None, :] - sx[:, None]
-    i, j = ((ddy.abs() + ddx.abs()) == 1).nonzero(as_tuple=True)
-    p, q = src_idx[i], dst_idx[j]
-    flat = i * len(dst_idx) + j
-    along = (p - q).abs() == step
-    return (flat[along], torch.minimum(p, q)[along], flat[~along], p[~along],
-            q[~along])
+def _touching_pairs(ws: int, axis: int) -> Tuple[list, ...]:
+    """Static ATME pairs that touch, in plain Python (no data-dependent
+    ops), split by orientation: the flat ``(Ns, Nd)`` score positions and
+    first cells of the pairs ``(p, p + step)`` along the pairing axis, then
+    positions and both cells of the other (few) pairs."""
+    n, step = ws * ws, 1 if axis == 1 else ws
+    coord = [i % ws if axis == 1 else i // ws for i in range(n)]
+    roles = [i for i in range(n) if coord[i] % 2] + \
+        [i for i in range(n) if not coord[i] % 2]
+    src, dst = roles[:n // 2], roles[n // 2:]
+    along, other = ([], []), ([], [], [])
+    for i, p in enumerate(src):
+        for j, q in enumerate(dst):
+            if abs(p // ws - q // ws) + abs(p % ws - q % ws) != 1:
+                continue
+            if abs(p - q) == step:
+                along[0].append(i * len(dst) + j)
+                along[1].append(min(p, q))
+            else:
+                for k, v in enumerate((i * len(dst) + j, p, q)):
+                    other[k].append(v)
+    return along + other
+
+
+def _make_window_tables(ws: int, axis: int,
+                        device: Optional[torch.device]) -> Tuple[Tensor, ...]:
+    src_idx, dst_idx = atme_window_roles(ws, axis, device)
+    far = _far_scores(ws, src_idx, dst_idx).nan_to_num().view(-1)
+    return tuple(
+        torch.tensor(t, dtype=torch.long, device=device)
+        for t in _touching_pairs(ws, axis)) + (far, )
+
+
+_cached_window_tables = functools.lru_cache(maxsize=16)(_make_window_tables)
+
+
+def _window_tables(ws: int, axis: int,
+                   device: Optional[torch.device]) -> Tuple[Tensor, ...]:
+    """Everything about ATME's scores that depends only on the window:
+    the touching pairs of :func:`_touching_pairs` as tensors and the
+    ``(Ns * Nd, )`` far-score template (0 where pairs touch); cached per
+    window size, axis and device in eager mode."""
+    if torch.compiler.is_compiling():
+        return _make_window_tables(ws, axis, device)
+    return _cached_window_tables(ws, axis, device)
 
 
 def atme_window_scores(metric: Tensor, src_idx: Tensor, dst_idx: Tensor,
                        axis: int = 1) -> Tensor:
     """ATME's ``(B * nW, Ns, Nd)`` scores; cosines only where they are used
-    (touching pairs): for pairs along the axis from two shifted slices of
-    the windows (no gather), for the few others by gathering.
+    (touching pairs, at most four per source, fixed per window size): for
+    pairs along the axis from two shifted slices of the windows (no
+    gather), for the few others by gathering. The rest is a per-window-size
+    template, so the cost is ``O(ws^2 * d)`` per window for the cosines
+    plus the ``Ns x Nd`` scores :func:`~.window_merge.window_merge_plan`
+    takes (constant per window: linear in the tokens).
 
     Args:
         metric (Tensor): ``(B * nW, ws * ws, d)`` window features.
@@ -121,14 +157,16 @@ def atme_window_scores(metric: Tensor, src_idx: Tensor, dst_idx: Tensor,
     BnW, N, _ = metric.shape
     ws = math.isqrt(int(N))
     step = 1 if axis == 1 else ws
-    flat, first, flat2, p2, q2 = _touching_pairs(ws, src_idx, dst_idx, step)
+    flat, first, flat2, p2, q2, far = _window_tables(ws, axis, metric.device)
+    if far.numel() != src_idx.numel() * dst_idx.numel():
+        raise ValueError('atme_window_scores takes the roles of '
+                         f'atme_window_roles({ws}, axis={axis}).')
     norm = metric.norm(dim=-1)
     along = _cosine(metric[:, :N - step], metric[:, step:], norm[:, :N - step],
                     norm[:, step:])
-    far = _far_scores(ws, src_idx, dst_idx).nan_to_num()
     scores = far.to(metric.dtype).view(1, -1).repeat(BnW, 1)
     scores.index_copy_(1, flat, along.index_select(1, first))
-    if len(p2):
+    if p2.numel():
         scores.index_copy_(
             1, flat2,
             _cosine(
