@@ -143,3 +143,81 @@ def test_only_the_models_asked_for_are_counted(timer_spy, monkeypatch):
     assert 'gflops_model' in stats['setting']
     assert 'gflops_model' not in stats['ref']
     assert stats['ref']['ms_backbone_b1'] > 0
+
+
+class Plain(nn.Module):
+    """A compilable conv 'backbone' and 'model' (no logging inside)."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Conv2d(3, 4, 3)
+        self.head = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+def test_compile_reaches_the_timed_forwards(timer_spy, monkeypatch):
+    """Every model's timed part is compiled once (fullgraph, static
+    shapes, the backend asked for) and the timed calls go through it."""
+    compiled, calls = [], []
+    real = measure_mod.compile_module
+
+    def spy(module, backend):
+        compiled.append((module, backend))
+        fn = real(module, backend)
+        return lambda x: calls.append(module) or fn(x)
+
+    monkeypatch.setattr(measure_mod, 'compile_module', spy)
+    models = {'a': Plain(), 'b': Plain()}
+    stats = measure(models, image_size=(8, 8), batch_sizes=(1, 2),
+                    parts=('backbone', 'model'), repeats=2, warmup=1,
+                    compile='eager')
+    a, b = models['a'], models['b']
+    assert compiled == [(a.backbone, 'eager'), (a, 'eager'),
+                        (b.backbone, 'eager'), (b, 'eager')]
+    # 2 batches x (1 warm-up + 2 timed) per part and model
+    assert calls.count(models['a'].backbone) == 6
+    assert calls.count(models['b']) == 6
+    assert stats['a']['compiled'] == 'eager'
+
+
+def test_dtypes_and_onnxruntime_are_rows_in_the_same_turns(
+        timer_spy, monkeypatch):
+    calls = []
+    models = {'a': Tiny(calls, 'a').eval(), 'b': Tiny(calls, 'b').eval()}
+    import mmtokenprune.deploy as deploy
+    ort_calls = []
+    real_call = deploy.OnnxForward.__call__
+    monkeypatch.setattr(deploy.OnnxForward, '__call__',
+                        lambda self: ort_calls.append(self) or real_call(self))
+    stats = measure(models, image_size=(8, 8), batch_sizes=(1, ),
+                    parts=('backbone', ), repeats=2, warmup=1,
+                    dtype=('fp32', 'bf16'), runtime=('torch', 'onnxruntime'))
+    assert list(stats) == ['a', 'b', 'a [bf16]', 'b [bf16]',
+                           'a [onnxruntime]', 'b [onnxruntime]']
+    # one timed round: a, b in fp32, then a, b under bf16 autocast
+    timed = [(c[0], c[3]) for c in calls if c[1] == 'backbone']
+    assert timed[-4:] == [('a', None), ('b', None), ('a', torch.bfloat16),
+                          ('b', torch.bfloat16)]
+    assert len(ort_calls) == 2 * (1 + 2)  # models x (warm-up + repeats)
+    assert len(timer_spy['clock']) == 2 * 6 * 2  # reads x rows x repeats
+    for name in ('a', 'b'):
+        row = stats[f'{name} [onnxruntime]']
+        assert (row['model'], row['runtime'], row['dtype']) == (
+            name, 'onnxruntime', 'fp32')
+        assert row['gflops_backbone'] == stats[name]['gflops_backbone']
+        assert row['ms_backbone_b1'] > 0
+        assert stats[f'{name} [bf16]']['dtype'] == 'bf16'
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(runtime=('tvm', )), 'runtime'),
+    (dict(dtype=('fp32', 'fp32')), 'dtype'),
+    (dict(compile=True, warmup=0), 'warmup'),
+])
+def test_bad_variant_fails_before_any_work(kwargs, match, monkeypatch):
+    monkeypatch.setattr(measure_mod, 'count_flops',
+                        lambda *a, **k: pytest.fail('counted FLOPs'))
+    with pytest.raises(ValueError, match=match):
+        measure({'a': Tiny([], 'a')}, image_size=(8, 8), **kwargs)

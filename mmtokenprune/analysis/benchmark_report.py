@@ -10,7 +10,33 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from .benchmark import Setting
 from .latency import CLOCK_TEXT
 
-__all__ = ['table_rows', 'format_markdown', 'write_csv']
+__all__ = ['runs_text', 'table_rows', 'format_markdown', 'write_csv']
+
+
+def runs_text(dtypes: Sequence[str] = ('fp32', ),
+              compile: Optional[str] = None,
+              runtimes: Sequence[str] = ('torch', )) -> str:
+    """How the rows ran, for the table's header: the first dtype, eager or
+    compiled, and what the suffixed rows are.
+
+    Args:
+        dtypes (Sequence[str]): as measured; rows of the others are named
+            ``'<setting> [<dtype>]'``.
+        compile (str, optional): the ``torch.compile`` backend, or None
+            (eager).
+        runtimes (Sequence[str]): as measured.
+    """
+    how = (f'torch.compile({compile}, fullgraph, static shapes)'
+           if compile else 'eager')
+    text = f'PyTorch {how}, {dtypes[0]}'
+    for dtype in dtypes[1:]:
+        text += f'; [{dtype}] rows: {dtype} autocast'
+    if 'onnxruntime' in runtimes:
+        import onnxruntime
+        text += (f'; [onnxruntime] rows: onnxruntime '
+                 f'{onnxruntime.__version__} CPU, fp32, exported at each '
+                 'batch shape')
+    return text
 
 
 def _columns(settings: Sequence[Setting]) -> List[Tuple[str, str]]:
@@ -85,7 +111,7 @@ def format_markdown(settings: Sequence[Setting],
     Args:
         settings (Sequence[Setting]): measured settings; the first is the
             reference of speed-up and FLOPs reduction.
-        dtype (str): as measured. Defaults to 'fp32'.
+        dtype (str): as measured, or :func:`runs_text`. Defaults to 'fp32'.
         repeats (int, optional): timed rounds. Defaults to None (not said).
         image_size (tuple[int, int]): ``(H, W)`` as measured.
             Defaults to (512, 512).

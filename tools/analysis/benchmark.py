@@ -18,6 +18,14 @@ Examples:
     # the three DeiT-S arms plus dTPS and eTPS (TPS's default schedule)
     python tools/analysis/benchmark.py --preset deit-s-all --parts backbone
 
+    # compiled (torch.compile, inductor) baseline vs compiled reducers
+    python tools/analysis/benchmark.py --preset deit-s-all --parts backbone \\
+        --batch-sizes 1 --compile
+
+    # PyTorch fp32, PyTorch bf16 autocast and onnxruntime rows, interleaved
+    python tools/analysis/benchmark.py --parts backbone --batch-sizes 1 \\
+        --dtype fp32 bf16 --runtime torch onnxruntime
+
     # baseline vs two ATME variants, backbone only, batch 1
     python tools/analysis/benchmark.py --parts backbone --batch-sizes 1 \\
         --setting baseline configs/ade20k/deit-s16_upernet_8xb2-80k_ade20k-512x512.py \\
@@ -36,9 +44,10 @@ from mmengine.config import Config, DictAction
 
 import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
 from mmtokenprune.analysis.benchmark import Setting, build_setting
-from mmtokenprune.analysis.benchmark_report import format_markdown, write_csv
+from mmtokenprune.analysis.benchmark_report import (format_markdown,
+                                                    runs_text, write_csv)
 from mmtokenprune.analysis.latency import check_timing
-from mmtokenprune.analysis.measure import measure
+from mmtokenprune.analysis.measure import RUNTIMES, measure
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ADE20K = osp.join(REPO, 'configs', 'ade20k')
@@ -153,9 +162,28 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'avoids parallel small ops stalling on a descheduled thread')
     parser.add_argument(
         '--dtype',
-        default='fp32',
+        nargs='+',
+        default=['fp32'],
         choices=('fp32', 'fp16', 'bf16'),
-        help='fp16 needs CUDA; fp16/bf16 run under autocast')
+        help='fp16 needs CUDA; fp16/bf16 run under autocast. Several: one '
+        'row per dtype and setting ("NAME [bf16]"), timed in the same turns; '
+        'speed-ups are against the first setting in the first dtype')
+    parser.add_argument(
+        '--compile',
+        nargs='?',
+        const='inductor',
+        metavar='BACKEND',
+        help='time the PyTorch rows compiled: torch.compile(fullgraph=True, '
+        'dynamic=False) with BACKEND (default inductor); compiling happens '
+        'in the warm-up rounds (needs --warmup >= 1)')
+    parser.add_argument(
+        '--runtime',
+        nargs='+',
+        default=['torch'],
+        choices=RUNTIMES,
+        help='onnxruntime adds rows "NAME [onnxruntime]": each model '
+        'exported to ONNX at each batch shape and run by onnxruntime (CPU, '
+        'fp32, the same threads), timed in the same turns as PyTorch')
     parser.add_argument(
         '--clock',
         default='wall',
@@ -198,7 +226,11 @@ def run(args: argparse.Namespace) -> Tuple[List[Setting], str]:
         tuple[list[Setting], str]: the measured settings and the markdown
         table (also printed).
     """
-    check_timing(args.device, args.dtype, args.clock, args.threads)
+    for dtype in args.dtype:
+        check_timing(args.device, dtype, args.clock, args.threads)
+    if args.compile and args.warmup < 1:
+        raise ValueError('--compile needs --warmup >= 1 (the first call '
+                         'compiles).')
     settings = settings_from_args(args)
     image_size = tuple(args.image_size)
     models = {s.name: s.model for s in settings}
@@ -213,11 +245,22 @@ def run(args: argparse.Namespace) -> Tuple[List[Setting], str]:
         dtype=args.dtype,
         clock=args.clock,
         threads=args.threads,
-        log=lambda msg: print(msg, flush=True))
-    for s in settings:
-        s.stats.update(stats[s.name])
-    table = format_markdown(settings, args.dtype, args.repeats, image_size,
-                            args.clock)
+        log=lambda msg: print(msg, flush=True),
+        compile=args.compile or False,
+        runtime=args.runtime)
+    by_name = {s.name: s for s in settings}
+    rows = []  # one per timed row: the settings, then their other runs
+    for row, st in stats.items():
+        base = by_name[st['model']]
+        if row == base.name:
+            base.stats.update(st)
+            rows.append(base)
+        else:
+            rows.append(Setting(name=row, model=base.model, stats=st))
+    settings = rows
+    table = format_markdown(settings,
+                            runs_text(args.dtype, args.compile, args.runtime),
+                            args.repeats, image_size, args.clock)
     print(table, flush=True)
     for path in (args.out, args.csv):
         if path and osp.dirname(path):
