@@ -207,3 +207,25 @@ def test_window_scores_equal_dense_and_compile(ws, axis):
         assert torch.equal(
             compiled(metric, src_idx, dst_idx, axis),
             atme_window_scores(metric, src_idx, dst_idx, axis))
+
+
+def test_merge_overhead_tool_smoke():
+    """The timing tool runs and reports every method (no speed asserted)."""
+    import importlib.util
+    import os.path as osp
+    path = osp.join(
+        osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools', 'analysis',
+        'merge_overhead.py')
+    spec = importlib.util.spec_from_file_location('merge_overhead', path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.removed(1024, 0.75, 2) == [256, 192]
+    assert tool.removed(100, 0.5, 3) == [50, 25, 12]  # at most half
+    text = tool.main([
+        '--grids', '4', '--repeats', '1', '--warmup', '0', '--inner', '1',
+        '--methods', 'atme', 'atme-dense', 'tome', '--channels', '8'
+    ])
+    rows = [line for line in text.splitlines() if line.startswith('| 4x4')]
+    assert [row.split(' | ')[2] for row in rows] == \
+        ['atme', 'atme-dense', 'tome']
+    assert 'load average' in text

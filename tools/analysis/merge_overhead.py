@@ -3,11 +3,11 @@
 Times, for one image of ``H x W`` patch tokens, what a merging layer adds
 besides its attention and MLP: the plan (matching), the size-weighted merge
 of the ``C``-channel tokens, the map update, and the final un-merge to the
-full grid. Every method runs the same steps with the same ``r`` (from
-``--keep-ratio``, applied ``--steps`` times, axis alternating as in the
-backbone); ``atme-dense`` is the quadratic reference ATME plan. Timings
-are interleaved (A B C A B C ...), medians, process CPU time by default,
-with the load average before and after.
+full grid; and the plans alone. Every method runs the same steps with the
+same ``r`` (from ``--keep-ratio``, applied ``--steps`` times, axis
+alternating as in the backbone); ``atme-dense`` is the quadratic reference
+ATME plan. Timings are interleaved (A B C A B C ...), medians, process CPU
+time by default, with the load average before and after.
 
 Examples:
     # DeiT-S at 512x512 (32x32 tokens) and 1024x1024 (64x64), one thread
@@ -48,6 +48,23 @@ def bookkeeping(plan_fn: Callable, x: torch.Tensor, metrics: List,
             y = merge_tokens(y, plan, tokens.size)
             tokens = tokens.apply(plan)
         return unmerge_tokens(y, tokens)
+
+    return run
+
+
+def plans_only(plan_fn: Callable, x: torch.Tensor, metrics: List,
+               rs: List[int]) -> Callable[[], None]:
+    """The plans of :func:`bookkeeping` alone, on maps built once."""
+    side = int(round(x.shape[1]**0.5))
+    tokens = TokenMap.identity(x.shape[0], (side, side), x.device, x.dtype)
+    maps = []
+    for i, (metric, r) in enumerate(zip(metrics, rs)):
+        maps.append(tokens)
+        tokens = tokens.apply(plan_fn(metric, tokens, r, 1 - i % 2))
+
+    def run():
+        for i, (metric, r, t) in enumerate(zip(metrics, rs, maps)):
+            plan_fn(metric, t, r, 1 - i % 2)
 
     return run
 
@@ -106,17 +123,20 @@ def main(argv: Optional[List[str]] = None) -> str:
             m -= r
         fns: Dict[str, Callable] = {}
         for name in args.methods:
-            once = bookkeeping(PLANS[name], x, metrics, rs)
-            fns[name] = (lambda f: lambda: [f() for _ in range(args.inner)]
-                         )(once)
+            for part, make in (('all', bookkeeping), ('plan', plans_only)):
+                once = make(PLANS[name], x, metrics, rs)
+                fns[name, part] = (
+                    lambda f: lambda: [f() for _ in range(args.inner)])(once)
         times = time_interleaved(
             fns, args.repeats, args.warmup, clock=args.clock,
             threads=args.threads)
         med = {k: statistics.median(v) / args.inner for k, v in times.items()}
-        ref = med[args.methods[-1]]
+        last = args.methods[-1]
         for name in args.methods:
-            lines.append(f'| {side}x{side} ({n}) | r={rs} | {name} | '
-                         f'{med[name]:.3f} | {ref / med[name]:.2f} |')
+            full, plan = med[name, 'all'], med[name, 'plan']
+            lines.append(f'| {side}x{side} ({n}) | {rs} | {name} | '
+                         f'{full:.3f} | {med[last, "all"] / full:.2f} | '
+                         f'{plan:.3f} | {med[last, "plan"] / plan:.2f} |')
     with torch.no_grad():
         torch.set_num_threads(args.threads)
         machine = device_name('cpu')
@@ -127,8 +147,9 @@ def main(argv: Optional[List[str]] = None) -> str:
         f'{args.repeats} interleaved samples of {args.inner} runs; load '
         f'average (1/5/15 min) before {load[0]:.2f}/{load[1]:.2f}/'
         f'{load[2]:.2f}, after {after[0]:.2f}/{after[1]:.2f}/{after[2]:.2f}.',
-        '', '| grid (tokens) | r per step | method | ms | '
-        f'speed vs {args.methods[-1]} |', '|---|---|---|---|---|'
+        '', '| grid (tokens) | r per step | method | plan + merge + '
+        f'un-merge ms | vs {args.methods[-1]} | plans alone ms | vs '
+        f'{args.methods[-1]} |', '|---|---|---|---|---|---|---|'
     ]
     text = '\n'.join(head + lines)
     print(text)
