@@ -2,17 +2,27 @@
 weight magnitudes.
 
 Builds the gated config, loads the unpruned checkpoint (every key but the
-gate logits must match), sets the gates with
-:func:`~mmtokenprune.models.cdcp.init_gates_by_magnitude` at the
-config's ``channel_cfg.flops_target`` and saves a checkpoint to fine-tune
-from (``--cfg-options load_from=OUT``). Small ``--margin`` logits leave the
-gates trainable.
+gate logits must match), sets the gates and saves a checkpoint to fine-tune
+from (``--cfg-options load_from=OUT``). Two modes:
+
+- ``--mode magnitude`` (default): gates closed from weight magnitudes at
+  the config's ``channel_cfg.flops_target``
+  (:func:`~mmtokenprune.models.cdcp.init_gates_by_magnitude`); small
+  ``--margin`` logits leave the gates trainable;
+- ``--mode open``: every gate open, logits in ``[--low, --high]`` ranked by
+  the same importance
+  (:func:`~mmtokenprune.models.cdcp.init_gates_open_by_magnitude`): the
+  start of learned gates, which the budget loss then closes in training.
 
 Examples:
     python tools/init_cdcp_gates.py \\
         configs/camvid/atme-cdcp_deit-t16_fcn_1xb4-1k_camvid-256x256.py \\
         work_dirs/camvid_deit-t16_2k/best_mIoU_iter_2000.pth \\
         --out work_dirs/camvid_atme-cdcp/init_gates.pth
+    L=configs/camvid/atme-cdcp-learned_deit-t16_fcn_1xb4-1k_camvid-256x256.py
+    python tools/init_cdcp_gates.py $L \\
+        work_dirs/camvid_deit-t16_2k/iter_2000.pth --mode open \\
+        --out work_dirs/camvid_atme-cdcp-learned/init_gates.pth
 """
 import argparse
 import os
@@ -23,7 +33,8 @@ from mmengine.runner import load_checkpoint
 
 import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
 from mmtokenprune.utils.config import build_model, load_config
-from mmtokenprune.models.cdcp import init_gates_by_magnitude
+from mmtokenprune.models.cdcp import (  # noqa: I100
+    init_gates_by_magnitude, init_gates_open_by_magnitude)
 
 
 def main(argv=None):
@@ -39,7 +50,25 @@ def main(argv=None):
         '--margin',
         type=float,
         default=3.0,
-        help='|logit| of the set gates. Defaults to 3.')
+        help='|logit| of the set gates (mode magnitude). Defaults to 3.')
+    parser.add_argument(
+        '--mode',
+        choices=('magnitude', 'open'),
+        default='magnitude',
+        help='close gates from magnitudes at the FLOPs target, or open '
+        'them all ranked by magnitude. Defaults to magnitude.')
+    parser.add_argument(
+        '--low',
+        type=float,
+        default=1.0,
+        help='logit of the least important channel (mode open). '
+        'Defaults to 1.')
+    parser.add_argument(
+        '--high',
+        type=float,
+        default=3.0,
+        help='logit of the most important channel (mode open). '
+        'Defaults to 3.')
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
     channel_cfg = cfg.model.backbone.get('channel_cfg') or {}
@@ -59,12 +88,19 @@ def main(argv=None):
                        f'beyond the gates: missing {missing[:5]}, '
                        f'unexpected {unexpected[:5]}.')
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=False)
-    info = init_gates_by_magnitude(model.backbone, target, args.margin)
+    if args.mode == 'open':
+        info = init_gates_open_by_magnitude(model.backbone, args.low,
+                                            args.high)
+        setting = dict(low=args.low, high=args.high)
+    else:
+        info = init_gates_by_magnitude(model.backbone, target, args.margin)
+        setting = dict(margin=args.margin)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     meta = dict(
         source=args.checkpoint,
+        mode=args.mode,
         flops_target=target,
-        margin=args.margin,
+        **setting,
         **info)
     torch.save(dict(state_dict=model.state_dict(), meta=meta), args.out)
     print(f'encoder FLOPs kept (gates, at img_size): '

@@ -20,3 +20,10 @@ model = dict(
 optim_wrapper = dict(
     paramwise_cfg=dict(
         custom_keys={'.logits': dict(lr_mult=5., decay_mult=0.)}))
+# Per-block kept widths and the FLOPs fraction in the log and in
+# vis_data/scalars.json (tools/analysis/plot_cdcp_widths.py draws them).
+custom_imports = dict(
+    imports=['mmtokenprune.models', 'mmtokenprune.datasets',
+             'mmtokenprune.engine'],
+    allow_failed_imports=False)
+custom_hooks = [dict(type='mmtokenprune.CDCPWidthsHook', interval=50)]

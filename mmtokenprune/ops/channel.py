@@ -59,6 +59,13 @@ class ChannelGate(nn.Module):
         """Soft count of kept channels, differentiable (for budgets)."""
         return self.logits.sigmoid().sum()
 
+    def hard_count(self) -> Tensor:
+        """Number of kept channels (the hard mask's), with the gradient of
+        :meth:`keep_prob` (straight-through), for budgets on the widths the
+        model really computes with."""
+        soft = self.keep_prob()
+        return gate_mask(self.logits.detach()).sum() + soft - soft.detach()
+
     def kept_indices(self) -> Tensor:
         return gate_mask(self.logits.detach()).nonzero().flatten()
 

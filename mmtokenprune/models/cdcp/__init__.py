@@ -10,7 +10,8 @@ Everything CDCP is in this package, except the pure-torch mechanics in
 - ``backbone.py``: the backbone mixin (spec, budget, export);
 - ``export.py``, ``export_checkpoint.py``: slicing a gated model, and a
   gated checkpoint on disk;
-- ``magnitude_init.py``: training-free gates from weight magnitudes.
+- ``magnitude_init.py``: training-free gates from weight magnitudes, and
+  open gates ranked by them (the start of learned gates).
 """
 from .backbone import LOSS_OWNERS, CDCPBackbone
 from .budget import attention_flops, budget_loss, ffn_flops, soft_width
@@ -19,11 +20,13 @@ from .export import (export_attention, export_blocks, export_ffn,
                      export_model)
 from .export_checkpoint import export_checkpoint
 from .gated_layers import GatedQKV, add_ffn_gate, ffn_gate
-from .magnitude_init import init_gates_by_magnitude, magnitude_scores
+from .magnitude_init import (init_gates_by_magnitude,
+                             init_gates_open_by_magnitude, magnitude_scores)
 
 __all__ = [
     'LOSS_OWNERS', 'CDCPBackbone', 'attention_flops', 'budget_loss',
     'ffn_flops', 'soft_width', 'BlockCDCP', 'ChannelCfg', 'export_attention',
     'export_blocks', 'export_ffn', 'export_model', 'export_checkpoint',
-    'GatedQKV', 'add_ffn_gate', 'ffn_gate', 'init_gates_by_magnitude', 'magnitude_scores'
+    'GatedQKV', 'add_ffn_gate', 'ffn_gate', 'init_gates_by_magnitude',
+    'init_gates_open_by_magnitude', 'magnitude_scores'
 ]

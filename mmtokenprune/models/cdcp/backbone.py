@@ -94,11 +94,18 @@ class CDCPBackbone:
         return self
 
     # ------------------------------------------------------------- budget
-    def flops_ratio(self, hw: Optional[Tuple[int, int]] = None) -> Tensor:
+    def flops_ratio(self, hw: Optional[Tuple[int, int]] = None,
+                    hard: bool = False) -> Tensor:
         """Kept fraction of block FLOPs at ``img_size`` (or ``hw``), with
         the gates' soft widths (differentiable) against this model's
         widths. Token reduction is counted, so the ratio is relative to
-        this model's token schedule."""
+        this model's token schedule.
+
+        Args:
+            hard (bool): count the hard masks' widths (what the model
+                computes and exports), with the soft widths' gradient
+                (straight-through). Defaults to False.
+        """
         counts = self.img_token_counts
         if hw is not None or counts is None:
             counts = self.token_counts(hw)
@@ -108,21 +115,23 @@ class CDCPBackbone:
             C, h = attn.embed_dims, attn.num_heads
             hidden = ffn.layers[0][0].out_features
             kept = kept + attention_flops(
-                n_q, C, h, soft_width(attn.qk_gate, attn.qk_dims),
-                soft_width(attn.v_gate, attn.v_dims), keys=n_k)
+                n_q, C, h, soft_width(attn.qk_gate, attn.qk_dims, hard),
+                soft_width(attn.v_gate, attn.v_dims, hard), keys=n_k)
             kept = kept + ffn_flops(n_mlp, C,
-                                    soft_width(ffn_gate(ffn), hidden))
+                                    soft_width(ffn_gate(ffn), hidden, hard))
             full += attention_flops(
                 n_q, C, h, attn.qk_dims, attn.v_dims, keys=n_k)
             full += ffn_flops(n_mlp, C, hidden)
         return kept / full
 
     def compression_losses(self) -> Dict[str, Tensor]:
-        """The CDCP budget loss (empty without gates)."""
+        """The CDCP budget loss (empty without gates), on the soft or hard
+        FLOPs fraction as ``channel_cfg.budget`` says."""
         cfg = self.channel_cfg
         if not cfg.gated:
             return {}
-        loss = budget_loss(self.flops_ratio(), cfg.flops_target)
+        ratio = self.flops_ratio(hard=cfg.budget == 'hard')
+        loss = budget_loss(ratio, cfg.flops_target, cfg.penalty)
         return dict(loss_cdcp_budget=cfg.loss_weight * loss)
 
     def check_loss_owner(self) -> None:
@@ -140,6 +149,20 @@ class CDCPBackbone:
                 'would never prune. Set `model.type` to one of '
                 f'{list(LOSS_OWNERS)}, or add `backbone.compression_losses()`'
                 ' to your losses and set `backbone.loss_owner`.')
+
+    def kept_widths(self) -> List[Tuple[int, int, int]]:
+        """Hard kept channels ``(qk, v, ffn)`` per block: the widths
+        :meth:`export_pruned` would write now (this model's widths where a
+        block has no gate)."""
+        widths = []
+        for _, attn, _, ffn in self.cdcp_blocks():
+            gates = (attn.qk_gate, attn.v_gate, ffn_gate(ffn))
+            full = (attn.qk_dims, attn.v_dims,
+                    ffn.layers[0][0].out_features)
+            widths.append(
+                tuple(n if g is None else len(g.kept_indices())
+                      for g, n in zip(gates, full)))
+        return widths
 
     # ------------------------------------------------------------- export
     def export_pruned(self) -> Tuple[PruneSpec, Dict[str, Tensor]]:

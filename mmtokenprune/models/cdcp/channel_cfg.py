@@ -28,17 +28,32 @@ class BlockCDCP:
 class ChannelCfg:
     """Parsed ``channel_cfg``: a prune spec to build from and/or gates.
 
-    Defaults are the recipe of our CamVid and CIFAR-10 fine-tunes: keep 70%
-    of the encoder FLOPs, budget loss weight 2, gates opened at logit 3.
+    Defaults are the recipe of our magnitude-initialised CamVid and CIFAR-10
+    fine-tunes: keep 70% of the encoder FLOPs, budget loss weight 2, the
+    squared excess of the soft FLOPs fraction, gates opened at logit 3.
+
+    Attributes:
+        budget (str): which kept FLOPs fraction the budget loss sees:
+            ``'soft'`` (soft widths ``sum(sigmoid(logits))``) or ``'hard'``
+            (the hard masks' widths, i.e. what the model computes and
+            exports, with the soft widths' gradient: straight-through).
+        penalty (str): ``'squared'`` or ``'linear'`` excess over the
+            target, or ``'two-sided'`` distance to it
+            (:func:`~.budget.budget_loss`).
     """
     spec: Optional[object] = None
     gated: bool = False
     flops_target: float = 0.7
     loss_weight: float = 2.0
     gate_init: float = 3.0
+    budget: str = 'soft'
+    penalty: str = 'squared'
 
-    ALLOWED = ('type', 'spec', 'flops_target', 'loss_weight', 'gate_init')
+    ALLOWED = ('type', 'spec', 'flops_target', 'loss_weight', 'gate_init',
+               'budget', 'penalty')
     TYPES = ('CDCP', )
+    BUDGETS = ('soft', 'hard')
+    PENALTIES = ('squared', 'linear', 'two-sided')
 
     @classmethod
     def parse(cls, cfg: Optional[Dict],
@@ -63,12 +78,29 @@ class ChannelCfg:
         if not isinstance(target, (int, float)) or not 0 < target <= 1:
             raise ValueError(f'`{key}.flops_target` must be in (0, 1]; got '
                              f'{target!r}.')
+        for name in ('loss_weight', 'gate_init'):
+            value = cfg.get(name, getattr(cls, name))
+            if (not isinstance(value, (int, float))
+                    or isinstance(value, bool)
+                    or (name == 'loss_weight' and value < 0)):
+                allowed = ('a number >= 0'
+                           if name == 'loss_weight' else 'a number')
+                raise ValueError(f'`{key}.{name}` must be {allowed}; got '
+                                 f'{value!r}.')
+        for name, allowed in (('budget', cls.BUDGETS),
+                              ('penalty', cls.PENALTIES)):
+            value = cfg.get(name, getattr(cls, name))
+            if value not in allowed:
+                raise ValueError(f'`{key}.{name}` must be one of '
+                                 f'{list(allowed)}; got {value!r}.')
         return cls(
             spec=cfg.get('spec'),
             gated=kind is not None,
             flops_target=float(target),
             loss_weight=float(cfg.get('loss_weight', cls.loss_weight)),
-            gate_init=float(cfg.get('gate_init', cls.gate_init)))
+            gate_init=float(cfg.get('gate_init', cls.gate_init)),
+            budget=cfg.get('budget', cls.budget),
+            penalty=cfg.get('penalty', cls.penalty))
 
     @property
     def enabled(self) -> bool:
@@ -79,5 +111,6 @@ class ChannelCfg:
         if self.spec is not None:
             parts.append('pruned widths from a spec')
         if self.gated:
-            parts.append(f'CDCP gates (flops_target={self.flops_target})')
+            parts.append(f'CDCP gates (flops_target={self.flops_target}, '
+                         f'{self.budget} budget, {self.penalty} penalty)')
         return ', '.join(parts) or 'no channel pruning'

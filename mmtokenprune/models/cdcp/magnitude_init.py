@@ -19,6 +19,11 @@ compare on one scale; the threshold is then global, and layers whose
 channels are more uneven lose more. By default the widths are then made
 hardware-friendly: multiples of 8, and Q/K as wide as V per head (fused
 SDPA kernels need equal head dims; the math fallback is 2.5-3.5x slower).
+
+:func:`init_gates_open_by_magnitude` is the start of *learned* gates: every
+channel open (the model computes what the unpruned one does), logits
+ordered by the same importance, so under a uniform budget push the least
+important channels close first and the task gradient decides the rest.
 """
 from typing import Dict, List, Tuple
 
@@ -29,7 +34,10 @@ from torch import Tensor
 from ...ops import ChannelGate, head_channel_index
 from .gated_layers import ffn_gate
 
-__all__ = ['init_gates_by_magnitude', 'magnitude_scores']
+__all__ = [
+    'init_gates_by_magnitude', 'init_gates_open_by_magnitude',
+    'magnitude_scores'
+]
 
 
 def _rows_l1(weight: Tensor, rows: Tensor, num_heads: int) -> Tensor:
@@ -177,3 +185,45 @@ def _set_logits(gates: List[ChannelGate], keep: List[Tensor],
                 margin: float) -> None:
     for gate, mask in zip(gates, keep):
         gate.logits.copy_(torch.where(mask, margin, -margin))
+
+
+@torch.no_grad()
+def init_gates_open_by_magnitude(backbone: nn.Module, low: float = 1.0,
+                                 high: float = 3.0) -> Dict:
+    """Open every CDCP gate, logits ranked by magnitude importance.
+
+    The importance of the module docstring (each gate's scores divided by
+    their mean) is ranked over all gates of all layers; the least important
+    channel gets logit ``low``, the most important ``high``, the others
+    in between by rank (evenly spaced). All logits are positive, so the
+    gated model equals the ungated one; the order only decides which
+    channels a budget closes first when the task gradient does not.
+
+    Args:
+        backbone (nn.Module): a gated CDCP backbone.
+        low (float): logit of the least important channel, > 0.
+            Defaults to 1.0.
+        high (float): logit of the most important channel, >= ``low``.
+            Defaults to 3.0.
+
+    Returns:
+        dict: ``flops_ratio`` (hard widths: 1.0 up to token reduction's
+        rounding) and ``kept`` (channels kept per gate, per layer).
+    """
+    if not 0 < low <= high:
+        raise ValueError(f'need 0 < low <= high (gates start open); got '
+                         f'low={low!r}, high={high!r}.')
+    layers = magnitude_scores(backbone)
+    gates = [pair[0] for layer in layers for pair in layer.values()]
+    flat = torch.cat([s / s.mean().clamp(min=1e-12)
+                      for layer in layers for _, s in layer.values()])
+    rank = torch.empty_like(flat)
+    rank[flat.argsort()] = torch.arange(
+        flat.numel(), dtype=flat.dtype, device=flat.device)
+    logits = low + (high - low) * rank / max(flat.numel() - 1, 1)
+    for gate, part in zip(gates, logits.split([g.logits.numel()
+                                               for g in gates])):
+        gate.logits.copy_(part)
+    return dict(
+        flops_ratio=float(backbone.flops_ratio(hard=True)),
+        kept=[len(g.kept_indices()) for g in gates])
