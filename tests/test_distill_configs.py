@@ -71,8 +71,8 @@ def _train(cfg, tmp_path, data_root, name):
     assert runner.iter == 2
     with open(osp.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
         log = f.read()
-    for key in ('loss_distill_kl', 'loss_distill_feat', 'loss_keep_ratio',
-                'backbone_lr_mult: 0.0000'):
+    keys = [f'loss_distill_{k}: ' for k in cfg.model.distill]
+    for key in keys + ['loss_keep_ratio: ', 'backbone_lr_mult: 0.0000']:
         assert key in log, key
     saved = torch.load(
         osp.join(cfg.work_dir, 'iter_2.pth'), map_location='cpu',
@@ -107,6 +107,7 @@ def test_configs_are_deltas(path):
     cfg = Config.fromfile(osp.join(ROOT, path))
     assert cfg.model.teacher.checkpoint is None  # the user names it
     assert cfg.model.keep_ratio_loss.mode == 'batch'
+    assert 'kl' in cfg.model.distill
     assert cfg.model.backbone.token_cfg.type == 'SPViT'
     with open(osp.join(ROOT, path)) as f:
         assert f.read().count('_base_ = ') == 1

@@ -296,3 +296,35 @@ def test_distillation_without_a_teacher_checkpoint_says_so():
     model.train()
     with pytest.raises(ValueError, match=r'model\.teacher\.checkpoint'):
         model.loss(torch.randn(2, 3, 64, 64), _cls_samples())
+
+
+def test_teacher_from_another_config(tmp_path):
+    # a wider teacher than the student, from its own config file, whose
+    # own compression keys are dropped
+    init_default_scope('mmpretrain')
+    wide = dict(BACKBONE, arch=dict(embed_dims=48, num_layers=2,
+                                    num_heads=2, feedforward_channels=96))
+    head = dict(CLS_HEAD, in_channels=48)
+    config = tmp_path / 'teacher_cfg.py'
+    config.write_text(
+        "default_scope = 'mmpretrain'\n"
+        f"model = dict(type='mmtokenprune.PrunedImageClassifier', "
+        f"backbone=dict({wide!r}, token_cfg=dict(type='ToMe', r=2)), "
+        f"head={head!r}, distill=dict(kl=dict()))\n")
+    teacher = PrunedImageClassifier(backbone=wide, head=head)
+    path = str(tmp_path / 'wide.pth')
+    torch.save({'state_dict': teacher.state_dict()}, path)
+    model = PrunedImageClassifier(
+        backbone=dict(BACKBONE, token_cfg=SPVIT), head=CLS_HEAD,
+        teacher=dict(checkpoint=path, config=str(config)),
+        distill=dict(kl=dict()))
+    assert model.teacher.backbone.embed_dims == 48
+    assert not model.teacher.backbone.token_cfg.enabled
+    assert not model.teacher.distill_losses  # the student's keys dropped
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.teacher(x, mode='tensor'),
+                                   teacher.eval()(x, mode='tensor'))
+    model.train()
+    losses = model.loss(x, _cls_samples())
+    assert losses['loss_distill_kl'] > 0
