@@ -67,19 +67,20 @@ def _stem(backbone: nn.Module, img: torch.Tensor) -> torch.Tensor:
 
 def _reduced_map(reducer_cls, n_from: int, n_to: int, batch: int,
                  grid, embed_dims: int, num_heads: int, extra: int,
-                 gen: torch.Generator):
+                 gen: torch.Generator, device: str = 'cpu'):
     """Random features and the map of ``n_to`` tokens, reduced from the
     full grid by the reducer type itself (untimed), with any trailing
     tokens it appends."""
-    tokens = TokenMap.identity(batch, grid)
-    x = torch.randn(batch, extra + n_from, embed_dims, generator=gen)
+    tokens = TokenMap.identity(batch, grid, torch.device(device))
+    x = torch.randn(batch, extra + n_from, embed_dims,
+                    generator=gen).to(device)
     n, index = n_from, 0
     while n > n_to:
         r = n - n_to if reducer_cls.prunes else min(n // 2, n - n_to)
         red = _build_reducer(reducer_cls, r, extra, embed_dims, num_heads,
-                             index)
+                             index).to(device)
         q = k = torch.randn(batch, num_heads, x.shape[1],
-                            embed_dims // num_heads, generator=gen)
+                            embed_dims // num_heads, generator=gen).to(device)
         x, tokens = red(x, tokens, queries=q, keys=k, scale=1.)
         n, index = n - r, index + 1
     return x, tokens
@@ -206,10 +207,10 @@ def measure_table(backbone: nn.Module,
         fractions = PRUNE_FRACTIONS if cls.prunes else MERGE_FRACTIONS
         rows = []
         for n in patch_tokens:
-            x, tmap = _reduced_map(cls, N0, n, batch, grid, C, h, E, gen)
-            x, tmap = x.to(device), tmap
-            q = torch.randn(batch, h, x.shape[1], d, generator=gen)
-            k = torch.randn(batch, h, x.shape[1], d, generator=gen)
+            x, tmap = _reduced_map(cls, N0, n, batch, grid, C, h, E, gen,
+                                   device)
+            q = torch.randn(batch, h, x.shape[1], d, generator=gen).to(device)
+            k = torch.randn(batch, h, x.shape[1], d, generator=gen).to(device)
             fns = {}
             for frac in fractions:
                 r = max(1, int(round(frac * n)))
@@ -239,8 +240,9 @@ def measure_table(backbone: nn.Module,
     maps = {}
     for n in patch_tokens:
         maps[n] = TokenMap(
-            assign=torch.randint(0, n, (batch, N0), generator=gen),
-            size=torch.ones(batch, n), anchor=torch.arange(n).expand(batch, n),
+            assign=torch.randint(0, n, (batch, N0), generator=gen).to(device),
+            size=torch.ones(batch, n, device=device),
+            anchor=torch.arange(n, device=device).expand(batch, n),
             grid=grid)
         fns[('unmerge', n)] = (lambda n=n: backbone._format_output(
             torch.cat([xs[n + E][:, :E],

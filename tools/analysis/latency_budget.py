@@ -241,6 +241,13 @@ def format_markdown(result: Dict) -> str:
             f'{r["measured_ms"]:.1f} (±{spread:.0%}) | {over} | {within} | '
             f'{r["measured_ms"] / base:.3f} | {r["flops_ratio"]:.3f} | '
             f'{tc} | {r["widths"]} |')
+    if check.get('measured_ms'):
+        lines += [
+            '', f'Drift: the baseline measured {base:.1f} ms here and '
+            f'{check["measured_ms"]:.1f} ms when the table was measured '
+            f'(x{base / check["measured_ms"]:.3f}); measured / budget moves '
+            'with it, measured / baseline does not.'
+        ]
     lines += ['', f'Command: `{result["command"]}`', '']
     return '\n'.join(lines)
 
