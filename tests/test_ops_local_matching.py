@@ -9,8 +9,9 @@ windows the touching pairs are precomputed per window size.
 import pytest
 import torch
 
-from mmtokenprune.ops import TokenMap, tome_plan
+from mmtokenprune.ops import MergePlan, TokenMap, tome_plan
 from mmtokenprune.ops import matching
+from mmtokenprune.ops import token_map as merging
 from mmtokenprune.ops.matching import (_atme_roles, _touching_best,
                                        atme_plan, atme_plan_dense)
 from mmtokenprune.ops.window_matching import (atme_window_roles,
@@ -229,3 +230,44 @@ def test_merge_overhead_tool_smoke():
     assert [row.split(' | ')[2] for row in rows] == \
         ['atme', 'atme-dense', 'tome']
     assert 'load average' in text
+
+
+def _reference_merge(x, plan, weight):
+    """Element-wise scatter (the previous implementation)."""
+    w = weight.to(x.dtype).unsqueeze(-1)
+    index = plan.old2new.unsqueeze(-1)
+    out = x.new_zeros(x.shape[0], plan.num_out, x.shape[2])
+    out.scatter_add_(1, index.expand(-1, -1, x.shape[2]), x * w)
+    den = x.new_zeros(x.shape[0], plan.num_out, 1).scatter_add_(1, index, w)
+    return out / den
+
+
+@pytest.mark.parametrize('onnx', [False, True])
+@pytest.mark.parametrize('B', [1, 3])
+def test_row_merge_and_unmerge_equal_elementwise(monkeypatch, onnx, B):
+    """Merging by rows (``index_add_``; ``scatter_add_`` while exporting
+    to ONNX) and un-merging by ``index_select`` give the element-wise
+    results, for one image and a batch, with features kept aside."""
+    monkeypatch.setattr(torch.onnx, 'is_in_onnx_export', lambda: onnx)
+    gen = torch.Generator().manual_seed(B)
+    tokens = TokenMap.identity(B, (5, 6))
+    x = torch.randn(B, 30, 7, generator=gen)
+    for r, axis in ((10, 1), (6, 0)):
+        plan = atme_plan(torch.randn(B, x.shape[1], 4, generator=gen),
+                         tokens, r, axis)
+        weight = tokens.size * torch.rand(B, x.shape[1], generator=gen)
+        merged = merging.merge_tokens(x, plan, weight)
+        torch.testing.assert_close(
+            merged, _reference_merge(x, plan, weight), rtol=0, atol=1e-6)
+        x, tokens = merged, tokens.apply(plan)
+    x = x[:, 1:]  # a non-contiguous view, as the backbone's patch slice
+    tokens = tokens.apply(  # fold token 0 into 1: 13 tokens
+        MergePlan(old2new=(torch.arange(14) - 1).clamp(min=0).expand(B, -1),
+                  keep_idx=torch.arange(1, 14).expand(B, -1)))
+    tokens = tokens.set_aside(
+        torch.arange(13).expand(B, -1) % 4 == 0,
+        torch.randn(B, 2, 7, generator=gen),
+        torch.arange(13).expand(B, -1) % 2)
+    full = torch.cat([x, tokens.aside], 1)
+    expect = full.gather(1, tokens.assign.unsqueeze(-1).expand(-1, -1, 7))
+    assert torch.equal(merging.unmerge_tokens(x, tokens), expect)

@@ -134,8 +134,21 @@ class TokenMap:
             aside=aside)
 
 
+def _flat_rows(index: Tensor, num: int) -> Tensor:
+    """``(B * K, )`` rows of a ``(B * num, C)`` view for a ``(B, K)``
+    per-image ``index`` into ``num`` tokens."""
+    if index.shape[0] > 1:
+        index = index + torch.arange(
+            index.shape[0], device=index.device).unsqueeze(1) * num
+    return index.reshape(-1)
+
+
 def merge_tokens(x: Tensor, plan: MergePlan, weight: Tensor) -> Tensor:
     """Fold tokens into their targets as a weighted average.
+
+    Rows are summed with ``index_add_`` (whole ``C``-vectors, no
+    per-element index; ONNX export takes an equal ``scatter_add_``, which
+    it supports with repeated targets).
 
     Args:
         x (Tensor): ``(B, N, C)`` tokens.
@@ -147,17 +160,23 @@ def merge_tokens(x: Tensor, plan: MergePlan, weight: Tensor) -> Tensor:
         Tensor: ``(B, num_out, C)``; a token that absorbs nothing is returned
         unchanged (up to rounding).
     """
-    B, _, C = x.shape
-    w = weight.to(x.dtype).unsqueeze(-1)
-    index = plan.old2new.unsqueeze(-1)
-    out = x.new_zeros(B, plan.num_out, C)
-    out.scatter_add_(1, index.expand(-1, -1, C), x * w)
-    den = x.new_zeros(B, plan.num_out, 1).scatter_add_(1, index, w)
-    return out / den
+    B, N, C = x.shape
+    n = plan.num_out
+    w = weight.to(x.dtype)
+    xw = x * w.unsqueeze(-1)
+    if torch.onnx.is_in_onnx_export():
+        index = plan.old2new.unsqueeze(-1).expand(-1, -1, C)
+        out = x.new_zeros(B, n, C).scatter_add_(1, index, xw)
+    else:
+        out = x.new_zeros(B * n, C).index_add_(
+            0, _flat_rows(plan.old2new, n), xw.reshape(B * N, C))
+    den = w.new_zeros(B, n).scatter_add_(1, plan.old2new, w)
+    return out.view(B, n, C) / den.unsqueeze(-1)
 
 
 def unmerge_tokens(x: Tensor, tokens: TokenMap) -> Tensor:
-    """Give every original patch the feature of the token representing it.
+    """Give every original patch the feature of the token representing it
+    (one ``index_select`` of rows).
 
     Args:
         x (Tensor): ``(B, N, C)`` current patch tokens.
@@ -169,5 +188,8 @@ def unmerge_tokens(x: Tensor, tokens: TokenMap) -> Tensor:
     """
     if tokens.aside is not None:
         x = torch.cat([x, tokens.aside.to(x.dtype)], dim=1)
-    index = tokens.assign.unsqueeze(-1).expand(-1, -1, x.shape[-1])
-    return x.gather(1, index)
+    B, N, C = x.shape
+    if B == 1:  # a view's rows, no copy
+        return x[0].index_select(0, tokens.assign[0]).unsqueeze(0)
+    rows = _flat_rows(tokens.assign, N)
+    return x.reshape(B * N, C).index_select(0, rows).view(B, -1, C)
