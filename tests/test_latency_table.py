@@ -172,6 +172,9 @@ def test_measured_table_format(tmp_path):
     assert all(x > 0 and math.isfinite(x) for x in values)
     assert data['parts']['stem_ms'] > 0
     assert {'linearity', 'holdout', 'baseline'} <= set(data['checks'])
+    base = data['checks']['baseline']
+    assert base['composition'] == pytest.approx(
+        base['measured_ms'] / base['pieces_ms'])
     again = LatencyTable.load(str(path))
     assert again.baseline_ms() == pytest.approx(table.baseline_ms())
     with pytest.raises(ValueError, match='end at the full model'):

@@ -293,14 +293,30 @@ def measure_table(backbone: nn.Module,
     say(f'[check] off-grid points: interpolation off by at most '
         f'{worst:.1%}')
     if check_repeats:
-        measured = timed({'backbone': lambda: backbone(img)},
-                         check_repeats)['backbone']
+        full = xs[E + N0]
+
+        def pieces():  # the table's decomposition, with the real layers
+            _stem(backbone, img)
+            for m in backbone.layers:
+                full + m.attn(m.ln1(full))[0]
+                m.ffn(m.ln2(full), identity=full)
+            backbone.ln1(full)
+            for _ in backbone.out_indices:
+                backbone._format_output(full, grid)
+
+        got = timed({'backbone': lambda: backbone(img), 'pieces': pieces},
+                    check_repeats)
         predicted = table.baseline_ms()
         table.checks['baseline'] = dict(
-            predicted_ms=predicted, measured_ms=measured,
-            ratio=measured / predicted)
+            predicted_ms=predicted, measured_ms=got['backbone'],
+            ratio=got['backbone'] / predicted,
+            pieces_ms=got['pieces'],
+            composition=got['backbone'] / got['pieces'])
         say(f'[check] unreduced backbone: predicted {predicted:.1f} ms, '
-            f'measured {measured:.1f} ms')
+            f'measured {got["backbone"]:.1f} ms; its pieces timed in the '
+            f'same rounds {got["pieces"]:.1f} ms (backbone / pieces '
+            f'{got["backbone"] / got["pieces"]:.3f}: how well blocks timed '
+            'alone add up, free of drift since the grid was timed)')
     assert table.to_dict()['format'] == FORMAT
     return table
 

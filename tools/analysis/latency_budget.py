@@ -218,7 +218,9 @@ def format_markdown(result: Dict) -> str:
         f'timing. Table: {result["table"]} (measured {meta["date"]}, load '
         f'{meta["load_avg"]["mean"]:.2f}; its baseline check: predicted '
         f'{check.get("predicted_ms", float("nan")):.1f} ms, measured '
-        f'{check.get("measured_ms", float("nan")):.1f} ms). Reducers: '
+        f'{check.get("measured_ms", float("nan")):.1f} ms, backbone / '
+        f'its pieces in the same rounds '
+        f'{check.get("composition", float("nan")):.3f}). Reducers: '
         f'{", ".join(result["reducers"])}; channel widths: '
         f'{"solved" if result["channels"] else "full"}.', '',
         '| setting | budget ms | predicted ms | measured ms | measured / '
