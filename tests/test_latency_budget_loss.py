@@ -25,7 +25,7 @@ def test_excess_and_registered_loss(table):
     assert float(latency_excess(120., 100.)) == pytest.approx(0.04)
     assert float(latency_excess(90., 100.)) == 0.
     loss = MODELS.build(
-        dict(type='LatencyBudgetLoss', table=synthetic_table(),
+        dict(type='mmtokenprune.LatencyBudgetLoss', table=synthetic_table(),
              budget_ms=100., loss_weight=2.))
     assert float(loss(torch.tensor(125.))) == pytest.approx(2 * 0.25**2)
     with pytest.raises(ValueError, match='budget_ms'):

@@ -149,7 +149,8 @@ def test_query_errors_name_the_problem():
 # ------------------------------------------------------------------ format
 def test_measured_table_format(tmp_path):
     from mmtokenprune.analysis.latency_table_build import measure_table
-    grids = dict(tokens=[17, 33, 65], head_dims=[8, 16], ffn_dims=[32, 64])
+    grids = dict(tokens=[9, 17, 33, 65], head_dims=[8, 16],
+                 ffn_dims=[32, 64])
     table = measure_table(tiny_vit(), grids=grids, reducers=['ToMe', 'dTPS'],
                           repeats=1, warmup=0, check_repeats=1)
     path = tmp_path / 'table.json'
@@ -163,9 +164,12 @@ def test_measured_table_format(tmp_path):
             data['meta']['clock']) == (1, 1, 'cpu')
     assert data['arch']['patch_grid'] == [8, 8]
     a = data['attention']
-    assert len(a['ms']) == 3 and len(a['ms'][0]) == 2 and \
+    assert len(a['ms']) == 4 and len(a['ms'][0]) == 2 and \
         len(a['ms'][0][0]) == 2 and len(a['ms_bias'][2][1]) == 2
-    assert len(data['mlp']['ms']) == 3 and len(data['mlp']['ms'][0]) == 2
+    assert len(data['mlp']['ms']) == 4 and len(data['mlp']['ms'][0]) == 2
+    # raw medians kept beside the smoothed ones
+    assert len(a['ms_raw']) == 4 and 'ms_raw' in data['reducers']['ToMe']
+    assert 'attention' in data['checks']['smoothing']
     assert sorted(data['reducers']) == ['ToMe', 'dTPS']
     assert data['reducers']['dTPS']['where'] == 'before_block'
     values = [x for plane in a['ms'] for row in plane for x in row]
@@ -180,3 +184,18 @@ def test_measured_table_format(tmp_path):
     with pytest.raises(ValueError, match='end at the full model'):
         measure_table(tiny_vit(), grids=dict(grids, tokens=[17, 33]),
                       repeats=1, warmup=0)
+
+
+def test_smoothing_along_tokens():
+    from mmtokenprune.analysis.latency_table_build import smooth_in_tokens
+    tokens = [10 * k for k in range(1, 13)]
+    exact = [[1 + 0.1 * n + 0.001 * n * n, 2 + 0.2 * n] for n in tokens]
+    fit = smooth_in_tokens(tokens, exact)
+    assert fit['max_rel_residual'] < 1e-9
+    for got, want in zip(fit['ms'], exact):
+        assert got == pytest.approx(want)
+    spiked = [list(row) for row in exact]
+    spiked[-1][1] *= 1.3  # one noisy median at the largest N
+    fit = smooth_in_tokens(tokens, spiked)
+    assert abs(fit['ms'][-1][1] / exact[-1][1] - 1) < 0.15
+    assert fit['max_rel_residual'] > 0.05

@@ -3,8 +3,11 @@ the current device, for the architecture of a ViT backbone.
 
 Every entry is the median of interleaved timings
 (:func:`~mmtokenprune.analysis.latency.time_interleaved`, the benchmark's
-timer): all the settings of one token count run in turns, so drift of a
-shared machine falls on them alike. Blocks are timed in pieces with fresh
+timer): all block settings of all token counts run in turns (and all
+settings of one reducer), so drift of a shared machine falls on them
+alike instead of bending the table along ``N``; then every series along
+``N`` is fitted with a quadratic (:func:`smooth_in_tokens`), so one noisy
+median cannot steer the solver. Blocks are timed in pieces with fresh
 random weights: attention (``x + attn(ln1(x))``), MLP
 (``ffn(ln2(x), identity=x)``), each reducer's own forward, and the parts
 outside the blocks, taken from the backbone itself.
@@ -108,6 +111,7 @@ def measure_table(backbone: nn.Module,
                   threads: Optional[int] = 1,
                   seed: int = 0,
                   check_repeats: int = 5,
+                  smooth: bool = True,
                   log: Optional[Callable[[str], None]] = None
                   ) -> LatencyTable:
     """Measure the latency table of ``backbone``'s architecture.
@@ -129,6 +133,9 @@ def measure_table(backbone: nn.Module,
         seed (int): seed of the random inputs and weights. Defaults to 0.
         check_repeats (int): rounds of the whole-backbone check (predicted
             vs measured); 0 skips it. Defaults to 5.
+        smooth (bool): fit every series along ``N`` with a quadratic
+            (:func:`smooth_in_tokens`; raw medians kept as ``ms_raw``).
+            Defaults to True.
         log (callable, optional): progress lines.
 
     Returns:
@@ -175,51 +182,57 @@ def measure_table(backbone: nn.Module,
     ms = [[[0.] * len(heads) for _ in heads] for _ in tokens]
     ms_bias = [[[0.] * len(heads) for _ in heads] for _ in tokens]
     mlp = [[0.] * len(ffns) for _ in tokens]
-    for a, n in enumerate(tokens):
+    # every token count in the same rounds: drift of a shared machine falls
+    # on all entries alike, not on the counts timed last
+    fns = {}
+    for n in tokens:
         x = torch.randn(batch, n, C, generator=gen).to(device)
         sizes = TokenMap(
             assign=torch.zeros(batch, 1, dtype=torch.long),
             size=torch.rand(batch, n - E, generator=gen) + 1,
             anchor=torch.zeros(batch, n - E, dtype=torch.long), grid=grid)
         bias = size_bias(sizes, E, n, x.dtype).to(device)
-        fns = {}
         for (qk, v), m in attn_layers.items():
-            fns[(qk, v, False)] = (lambda m=m: x + m.attn(m.ln1(x))[0])
-            fns[(qk, v, True)] = (
-                lambda m=m: x + m.attn(m.ln1(x), attn_bias=bias)[0])
+            fns[(n, qk, v, False)] = (
+                lambda m=m, x=x: x + m.attn(m.ln1(x))[0])
+            fns[(n, qk, v, True)] = (lambda m=m, x=x, bias=bias: x + m.attn(
+                m.ln1(x), attn_bias=bias)[0])
         for f, m in mlp_layers.items():
-            fns[f] = (lambda m=m: m.ffn(m.ln2(x), identity=x))
-        got = timed(fns)
-        for (qk, v), _ in attn_layers.items():
-            i, j = heads.index(qk), heads.index(v)
-            ms[a][i][j] = got[(qk, v, False)]
-            ms_bias[a][i][j] = got[(qk, v, True)]
+            fns[(n, f)] = (lambda m=m, x=x: m.ffn(m.ln2(x), identity=x))
+    say(f'[blocks] timing {len(fns)} attention and MLP settings over '
+        f'{len(tokens)} token counts in {repeats} interleaved rounds')
+    got = timed(fns)
+    for a, n in enumerate(tokens):
+        for i, qk in enumerate(heads):
+            for j, v in enumerate(heads):
+                ms[a][i][j] = got[(n, qk, v, False)]
+                ms_bias[a][i][j] = got[(n, qk, v, True)]
         for f in ffns:
-            mlp[a][ffns.index(f)] = got[f]
-        loads.append(os.getloadavg()[0])
-        say(f'[blocks] N={n}: attention {ms[a][-1][-1]:.2f} ms, MLP '
-            f'{mlp[a][-1]:.2f} ms (full widths)')
+            mlp[a][ffns.index(f)] = got[(n, f)]
+    loads.append(os.getloadavg()[0])
+    say(f'[blocks] N={tokens[-1]}: attention {ms[-1][-1][-1]:.2f} ms, MLP '
+        f'{mlp[-1][-1]:.2f} ms (full widths)')
 
     reducer_tables = {}
     patch_tokens = [n - E for n in tokens if n - E >= 4]
     for name in reducers:
         cls = TOKEN_REDUCERS.get(name)
         fractions = PRUNE_FRACTIONS if cls.prunes else MERGE_FRACTIONS
-        rows = []
+        fns = {}
         for n in patch_tokens:
             x, tmap = _reduced_map(cls, N0, n, batch, grid, C, h, E, gen,
                                    device)
             q = torch.randn(batch, h, x.shape[1], d, generator=gen).to(device)
             k = torch.randn(batch, h, x.shape[1], d, generator=gen).to(device)
-            fns = {}
             for frac in fractions:
                 r = max(1, int(round(frac * n)))
                 r = min(r, n - 1 if cls.prunes else n // 2)
                 red = _build_reducer(cls, r, E, C, h).to(device)
-                fns[frac] = (lambda red=red: red(
-                    x, tmap, queries=q, keys=k, scale=d**-0.5))
-            got = timed(fns)
-            rows.append([got[f] for f in fractions])
+                fns[(n, frac)] = (lambda red=red, x=x, tmap=tmap, q=q, k=k:
+                                  red(x, tmap, queries=q, keys=k,
+                                      scale=d**-0.5))
+        got = timed(fns)
+        rows = [[got[(n, f)] for f in fractions] for n in patch_tokens]
         loads.append(os.getloadavg()[0])
         reducer_tables[name] = dict(
             tokens=patch_tokens, fraction=list(fractions), ms=rows,
@@ -286,6 +299,12 @@ def measure_table(backbone: nn.Module,
         mlp=dict(tokens=tokens, ffn_dims=ffns, ms=mlp),
         reducers=reducer_tables,
         parts=parts)
+    if smooth:
+        _smooth_table(table)
+        worst = max(v['max_rel_residual']
+                    for v in table.checks['smoothing'].values())
+        say(f'[smooth] quadratic fits along N: raw medians off the fit by '
+            f'at most {worst:.1%}')
     table.checks['linearity'] = linearity(table)
     table.checks['holdout'] = holdout(table, timed, layer, batch, device, gen)
     worst = max(abs(h['measured_ms'] / h['predicted_ms'] - 1)
@@ -319,6 +338,61 @@ def measure_table(backbone: nn.Module,
             'alone add up, free of drift since the grid was timed)')
     assert table.to_dict()['format'] == FORMAT
     return table
+
+
+def smooth_in_tokens(tokens: Sequence[float], values) -> Dict:
+    """Fit every series along the token axis with ``a + b N + c N^2``
+    (least squares on relative error): linear layers cost ``~N``,
+    attention ``~N^2``, so one noisy median cannot bend the table (and the
+    solver, which would chase it).
+
+    Args:
+        tokens (Sequence[float]): the token grid (first axis of
+            ``values``).
+        values: nested lists ``[N][...]`` of medians.
+
+    Returns:
+        dict: ``ms`` (the fitted values, same nesting) and the largest and
+        median absolute relative residual of the fit.
+    """
+    y = np.asarray(values, dtype=float)
+    flat = y.reshape(len(tokens), -1)
+    n = np.asarray(tokens, dtype=float)
+    X = np.stack([np.ones_like(n), n, n * n], 1)
+    fitted = np.empty_like(flat)
+    for j in range(flat.shape[1]):
+        w = 1 / flat[:, j]
+        coef = np.linalg.lstsq(X * w[:, None], flat[:, j] * w,
+                               rcond=None)[0]
+        fitted[:, j] = X @ coef
+    res = np.abs(fitted / flat - 1)
+    return dict(ms=fitted.reshape(y.shape).tolist(),
+                max_rel_residual=float(res.max()),
+                median_rel_residual=float(np.median(res)))
+
+
+def _smooth_table(table: LatencyTable) -> None:
+    """Smooth every token-indexed series of ``table`` in place (raw medians
+    kept as ``ms_raw``), the fit's residuals in ``checks['smoothing']``."""
+    report = {}
+
+    def apply(name: str, part: Dict, key: str = 'ms') -> None:
+        if len(part['tokens']) < 4:  # too few points to fit 3 terms
+            return
+        fit = smooth_in_tokens(part['tokens'], part[key])
+        part[f'{key}_raw'] = part[key]
+        part[key] = fit['ms']
+        report[name] = dict(max_rel_residual=fit['max_rel_residual'],
+                            median_rel_residual=fit['median_rel_residual'])
+
+    apply('attention', table.attention)
+    apply('attention_bias', table.attention, 'ms_bias')
+    apply('mlp', table.mlp)
+    for name, part in table.reducers.items():
+        apply(f'reducer {name}', part)
+    apply('final_norm', table.parts['final_norm'])
+    apply('unmerge', table.parts['unmerge'])
+    table.checks['smoothing'] = report
 
 
 def _between(grid: Sequence[int], share: float = 0.5, align: int = 8) -> int:

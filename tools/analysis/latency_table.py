@@ -52,6 +52,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='reducer types to measure (default: every registered one)')
     parser.add_argument('--check-repeats', type=int, default=5,
                         help='rounds of the whole-backbone check (0: skip)')
+    parser.add_argument(
+        '--no-smooth', action='store_true',
+        help='keep the raw medians (default: each series fitted along the '
+        'token axis with a + bN + cN^2, raw medians kept as ms_raw)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--dtype', default='fp32',
                         choices=('fp32', 'fp16', 'bf16'))
@@ -89,6 +93,7 @@ def main(argv: Optional[List[str]] = None):
         clock=args.clock,
         threads=args.threads,
         check_repeats=args.check_repeats,
+        smooth=not args.no_smooth,
         log=lambda msg: print(msg, flush=True))
     table.meta.update(
         config=osp.relpath(args.config), cfg_options=args.cfg_options,
