@@ -14,8 +14,8 @@
 #                 then evaluate each model with both options
 #   cdcp-learned  CDCP gates learned in training vs set from magnitudes: both
 #                 ATME+CDCP recipes fine-tuned 300 iterations from the 2k
-#                 baseline (trained here if missing), same seed; export;
-#                 width-vs-iteration plot
+#                 baseline (trained here if missing), seeds 0 and 1; export;
+#                 width-vs-iteration plots
 #   retime        re-time (--timing-only, random weights: latency depends on
 #                 shapes only) the settings of trainingfree and finetune; the
 #                 fine-tuned widths come from docs/specs/ (the export's widths
@@ -159,25 +159,39 @@ stage_spvit() {
 stage_cdcp_learned() {
     local base2k=$W/camvid_deit-t16_2k/iter_2000.pth
     local learned=configs/camvid/atme-cdcp-learned_deit-t16_fcn_1xb4-1k_camvid-256x256.py
+    local atme=configs/camvid/atme_deit-t16_fcn_1xb4-4k_camvid-256x256.py
     # 300 of the recipes' 1k iterations (what a loaded 2-core CPU allowed),
-    # the poly schedule ending at 300; same seed for both.
-    local short=(randomness.seed=0 train_cfg.max_iters=300 param_scheduler.1.end=300
+    # the poly schedule ending at 300; seeds 0 and 1, the same for both arms.
+    local short=(train_cfg.max_iters=300 param_scheduler.1.end=300
                  train_cfg.val_interval=300 default_hooks.checkpoint.interval=300)
     [[ -f $base2k ]] || run python tools/train.py \
         configs/camvid/deit-t16_fcn_1xb4-2k_camvid-256x256.py \
         --work-dir $W/camvid_deit-t16_2k
-    local cfg d mode
-    for arm in mag learned; do
-        if [[ $arm == mag ]]; then cfg=$FT_CFG; mode=magnitude; else cfg=$learned; mode=open; fi
-        d=$W/camvid_atme-cdcp-${arm}_300it
-        run python tools/init_cdcp_gates.py $cfg $base2k --mode $mode --out $d/init_gates.pth
-        run python tools/train.py $cfg --work-dir $d \
-            --cfg-options load_from=$d/init_gates.pth "${short[@]}"
-        run python tools/export_pruned.py $cfg $d/iter_300.pth --out-dir $d/export
+    local cfg d mode seed suffix
+    for seed in 0 1; do
+        suffix=$([[ $seed == 0 ]] || echo _seed$seed)
+        for arm in mag learned; do
+            if [[ $arm == mag ]]; then cfg=$FT_CFG; mode=magnitude; else cfg=$learned; mode=open; fi
+            d=$W/camvid_atme-cdcp-${arm}_300it$suffix
+            run python tools/init_cdcp_gates.py $cfg $base2k --mode $mode --out $d/init_gates.pth
+            run python tools/train.py $cfg --work-dir $d \
+                --cfg-options load_from=$d/init_gates.pth randomness.seed=$seed "${short[@]}"
+            run python tools/export_pruned.py $cfg $d/iter_300.pth --out-dir $d/export
+            # the export as the smaller dense model (ATME config + the spec)
+            [[ $seed != 0 ]] || run python tools/test.py $atme $d/export/pruned.pth \
+                --work-dir $d/test_export --out $d/test_export/metrics.json \
+                --cfg-options model.backbone.channel_cfg.spec=$d/export/prune_spec.json
+        done
     done
+    # the figure's third row, the one-sided first try, is not re-run here:
+    # it is this stage's learned arm with model.backbone.channel_cfg.penalty=linear,
+    # stopped at iteration 150
     run python tools/analysis/plot_cdcp_widths.py $W/camvid_atme-cdcp-learned_300it \
         $W/camvid_atme-cdcp-mag_300it --labels learned magnitude \
-        --out docs/figures/camvid_cdcp_widths.png
+        --out $W/camvid_cdcp_widths.png
+    run python tools/analysis/plot_cdcp_widths.py $W/camvid_atme-cdcp-learned_300it_seed1 \
+        $W/camvid_atme-cdcp-mag_300it_seed1 --labels learned-seed1 magnitude-seed1 \
+        --out $W/camvid_cdcp_widths_seed1.png
 }
 
 stage_retime() {
