@@ -4,8 +4,9 @@
 "no graph breaks in the merge path". They trace with the ``'eager'``
 backend (dynamo's tracing, where graph breaks arise, without code
 generation: inductor takes minutes per tiny model on the 2-core test
-machine) and one model with ``'aot_eager'`` (functionalisation and
-decompositions too). Outputs must equal eager PyTorch on inputs the graph
+machine), checking that every tensor in the graph has a fixed shape, and
+one model with ``'aot_eager'`` (functionalisation and decompositions
+too). Outputs must equal eager PyTorch on inputs the graph
 was not traced with (a value baked in at tracing would differ).
 """
 import copy
@@ -35,7 +36,21 @@ def _vit(**kw):
     return model.eval()
 
 
-def assert_compiles_to_eager(model, backend='eager', shape=(2, 3, 64, 48)):
+def static_shapes(gm, example_inputs):
+    """The ``'eager'`` backend that first checks every tensor of the graph
+    has a fixed shape (no size that depends on values, e.g. a
+    ``nonzero``'s: they compile, but not to fixed shapes)."""
+    for node in gm.graph.nodes:
+        val = node.meta.get('example_value')
+        for t in val if isinstance(val, (tuple, list)) else [val]:
+            if isinstance(t, torch.Tensor):
+                assert all(isinstance(s, int) for s in t.shape), \
+                    f'{node.format_node()}: shape {tuple(t.shape)}'
+    return gm.forward
+
+
+def assert_compiles_to_eager(model, backend=static_shapes,
+                             shape=(2, 3, 64, 48)):
     torch._dynamo.reset()
     compiled = torch.compile(
         model, backend=backend, fullgraph=True, dynamic=False)
@@ -73,7 +88,40 @@ def test_atme_compiles_through_aot_autograd():
         _vit(token_cfg=dict(type='ATME', r=3)), backend='aot_eager')
 
 
+# SPViT in the shifted and regular blocks of both stages' layouts
+SWIN_REDUCERS = REDUCERS[1:-1] + [
+    dict(type='SPViT', keep_ratio=0.6, layers=[1, 2, 3])
+]
+
+
+def _swin(**kw):
+    """The tiny Swin with 2 heads per stage (SPViT's selector needs 2);
+    at 64 x 48 its second stage (8 x 6 tokens, 4 x 4 windows) has padding
+    and shift regions, so every layout rule is traced."""
+    torch.manual_seed(0)
+    cfg = copy.deepcopy(SWIN)
+    cfg['arch']['num_heads'] = (2, 2)
+    return PrunedSwinTransformer(**cfg, **kw).eval()
+
+
+def test_swin_atme_compiles_through_aot_autograd():
+    """Functionalised: the in-place writes of the window path (padding
+    zeroed, rows added) survive."""
+    assert_compiles_to_eager(
+        _swin(token_cfg=dict(type='ATME', r=3)), backend='aot_eager')
+
+
 def test_swin_without_reducer_compiles():
     torch.manual_seed(0)
     model = PrunedSwinTransformer(**copy.deepcopy(SWIN)).eval()
+    assert_compiles_to_eager(model)
+
+
+@pytest.mark.parametrize('token_cfg', SWIN_REDUCERS, ids=lambda c: c['type'])
+def test_every_swin_reducer_compiles_without_graph_breaks(token_cfg):
+    """Counts and indices that follow from the window layout (capacity,
+    windows that mix labels, real tokens left) are layout constants, so the
+    merged windows have fixed shapes."""
+    model = _swin(token_cfg=token_cfg)
+    assert all(b.merge_r > 0 for b in model.stages[1].blocks)
     assert_compiles_to_eager(model)

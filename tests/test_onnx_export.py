@@ -1,13 +1,13 @@
 """ONNX export with fixed per-layer token counts, checked with onnxruntime
-against PyTorch (atol 1e-4): every ViT reducer, the CDCP-exported model,
-and tools/deploy/export_onnx.py on a tiny segmentor."""
+against PyTorch (atol 1e-4): every ViT and Swin reducer, the CDCP-exported
+model, and tools/deploy/export_onnx.py on a tiny segmentor."""
 import copy
 
 import numpy as np
 import onnx
 import pytest
 import torch
-from test_compile import REDUCERS, _vit
+from test_compile import REDUCERS, SWIN_REDUCERS, _swin, _vit
 from test_reducer_contract import SWIN
 from test_tools import BACKBONE, load_tool, tiny_seg_config
 
@@ -43,6 +43,19 @@ def test_swin_without_reducer_matches_pytorch():
     model = PrunedSwinTransformer(**copy.deepcopy(SWIN)).eval()
     x = _inputs()
     assert check_onnx(model, export_onnx(model, x[0]), x)['ok']
+
+
+@pytest.mark.parametrize('token_cfg', SWIN_REDUCERS, ids=lambda c: c['type'])
+def test_swin_reducers_match_pytorch_in_onnxruntime(token_cfg):
+    """Merged windows with shift regions and padding (the second stage):
+    rows that several tokens add into (merging, squeezing) and the
+    labelled scores must survive export."""
+    model = _swin(token_cfg=token_cfg)
+    x = _inputs()
+    report = check_onnx(model, export_onnx(model, x[0]), x)
+    assert report['ok'], report
+    assert report['max_abs_diff'] <= ATOL
+    assert report['outputs'] == [(2, 16, 16, 12), (2, 32, 8, 6)]
 
 
 def test_a_wrong_export_is_caught():

@@ -8,21 +8,93 @@ gets a *label*, ``2 * shift_region + is_padding``
 (:func:`window_labels`), from which upstream's shift mask follows
 (:func:`region_bias`) and which tells in-window merging
 (:mod:`.window_merge`) which cells may become one token.
+
+Everything that follows from the layout alone (labels, roles, how many
+tokens a window can lose, which windows mix labels) is the same for every
+input of one shape. Functions that reduce such tensors to Python numbers
+are marked :func:`layout_constant`, so ``torch.compile`` evaluates them
+once while tracing and the graph has fixed shapes (no ``nonzero`` or
+``int(tensor)`` on them at run time).
 """
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 __all__ = [
     'WindowGrid', 'window_index', 'window_partition', 'window_reverse',
-    'window_labels', 'padding_labels', 'region_bias', 'REGION_MASK'
+    'window_labels', 'padding_labels', 'region_bias', 'REGION_MASK',
+    'layout_constant', 'layout_tensors', 'add_rows'
 ]
 
 # Upstream's additive mask between shift regions (mmpretrain ShiftWindowMSA).
 REGION_MASK = -100.0
+
+
+def layout_constant(fn: Callable) -> Callable:
+    """Mark ``fn`` as a function of the window layout only, for
+    ``torch.compile`` (``torch.compiler.assume_constant_result``).
+
+    Dynamo then calls ``fn`` on the real values of its arguments while
+    tracing and puts its result into the graph as a constant, instead of
+    tracing data-dependent ops such as ``nonzero`` or ``int(tensor)``. In
+    eager mode and under ``torch.jit.trace`` (ONNX export) ``fn`` simply
+    runs. Sound only when:
+
+    - ``fn`` returns Python numbers (or tuples of them);
+    - its tensor arguments are layout constants (labels, roles), made
+      without in-place ops (dynamo recomputes them from the graph's nodes
+      and does not replay mutations), never features.
+    """
+    return torch.compiler.assume_constant_result(fn)
+
+
+@layout_constant
+def _layout_values(fn: Callable, *args) -> Tuple[Tuple[int, ...], ...]:
+    return tuple(tuple(t.tolist()) for t in fn(*args))
+
+
+def layout_tensors(fn: Callable,
+                   *args,
+                   device: Optional[torch.device] = None
+                   ) -> Tuple[Tensor, ...]:
+    """``fn(*args)``, a tuple of 1-D integer layout constants (e.g. a
+    window's roles), with sizes ``torch.compile`` knows: ``fn`` runs
+    eagerly while tracing (a boolean mask inside it would give
+    data-dependent sizes there), its values enter the graph as constants.
+    The ``args`` must be Python values (window size, axis).
+
+    Returns:
+        tuple[Tensor, ...]: long tensors on ``device``.
+    """
+    return tuple(
+        torch.tensor(v, dtype=torch.long, device=device)
+        for v in _layout_values(fn, *args))
+
+
+def add_rows(out: Tensor,
+             rows: Tensor,
+             src: Tensor,
+             inplace: bool = False) -> Tensor:
+    """``out.index_add(0, rows, src)``: add the rows of ``src`` (``(K,
+    C)``) to rows ``rows`` (``(K, )``, repeats add up) of ``out``
+    (``index_add_`` with ``inplace``).
+
+    ONNX export takes the equal ``scatter_add`` with an expanded index:
+    the exporter translates ``index_add`` to a scatter that keeps only one
+    of repeated rows (it warns so, and refuses only when it sees the
+    repeats in a constant index), so merged windows exported wrong values.
+    """
+    if torch.onnx.is_in_onnx_export():
+        index = rows.unsqueeze(1).expand(-1, out.shape[1])
+        if inplace:
+            return out.scatter_add_(0, index, src)
+        return out.scatter_add(0, index, src)
+    if inplace:
+        return out.index_add_(0, rows, src)
+    return out.index_add(0, rows, src)
 
 
 @dataclass(frozen=True)
@@ -92,9 +164,9 @@ def window_index(
     if grid.shift > 0:
         src = torch.roll(src, shifts=(-grid.shift, -grid.shift), dims=(0, 1))
     src = _partition(src[None, :, :, None], ws).flatten()
-    real = src < H * W
-    dst = torch.empty(H * W, dtype=torch.long, device=device)
-    dst[src[real]] = torch.arange(src.numel(), device=device)[real]
+    # the inverse permutation of the real cells: sorted by map position,
+    # padding (H * W) last; a fixed size (no boolean indexing)
+    dst = src.argsort(stable=True)[:H * W]
     return src, dst
 
 
@@ -119,7 +191,7 @@ def window_partition(x: Tensor,
         return x.index_select(1, src).view(-1, grid.area, x.shape[-1])
     # gather row 0 for padding, then zero those rows (no padded copy of x)
     out = x.index_select(1, src.clamp(max=L - 1))
-    out.index_fill_(1, (src == L).nonzero().squeeze(1), 0.)
+    out.masked_fill_((src == L).view(1, -1, 1), 0.)
     return out.view(-1, grid.area, x.shape[-1])
 
 

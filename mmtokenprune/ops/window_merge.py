@@ -35,7 +35,7 @@ from torch import Tensor
 
 from .matching import plan_from_scores
 from .token_map import MergePlan
-from .window import WindowGrid, padding_labels
+from .window import WindowGrid, add_rows, layout_constant, padding_labels
 
 __all__ = [
     'window_merge_plan', 'window_merge', 'window_unmerge', 'window_capacity',
@@ -53,25 +53,41 @@ def _allowed(labels: Tensor, src_idx: Tensor, dst_idx: Tensor):
     return allowed, pads
 
 
-def _apply_labels(scores: Tensor, labels: Tensor, src_idx: Tensor,
-                  dst_idx: Tensor) -> int:
-    """In place: forbid pairs of different labels (``-inf``) and favour
-    padding pairs, in the windows whose cells do not all share a label.
-
-    Returns:
-        int: the capacity, the fewest sources with an allowed destination
-        in any window.
-    """
-    nW, (BnW, Ns, Nd) = labels.shape[0], scores.shape
+@layout_constant
+def _label_layout(labels: Tensor, src_idx: Tensor,
+                  dst_idx: Tensor) -> Tuple[Tuple[int, ...], int]:
+    """The windows whose cells do not all share a label, and the capacity
+    (the fewest sources with an allowed destination in any window); layout
+    constants, evaluated once when compiled."""
     mixed = (labels != labels[:, :1]).any(1).nonzero().squeeze(1)
     if mixed.numel() == 0:
-        return Ns
+        return (), len(src_idx)
+    allowed, _ = _allowed(labels.index_select(0, mixed), src_idx, dst_idx)
+    return tuple(mixed.tolist()), int(allowed.any(2).sum(1).min())
+
+
+def _apply_labels(scores: Tensor, labels: Tensor, src_idx: Tensor,
+                  dst_idx: Tensor) -> Tuple[Tensor, int]:
+    """Forbid pairs of different labels (``-inf``) and favour padding
+    pairs, in the windows whose cells do not all share a label.
+
+    Returns:
+        tuple[Tensor, int]: the scores so changed (a new tensor: ONNX
+        export lost an in-place write into a view of them) and the
+        capacity, the fewest sources with an allowed destination in any
+        window.
+    """
+    nW, (BnW, Ns, Nd) = labels.shape[0], scores.shape
+    mixed, capacity = _label_layout(labels, src_idx, dst_idx)
+    if not mixed:
+        return scores, capacity
+    mixed = torch.tensor(mixed, dtype=torch.long, device=labels.device)
     allowed, pads = _allowed(labels.index_select(0, mixed), src_idx, dst_idx)
     view = scores.view(BnW // nW, nW, Ns, Nd)
     part = view.index_select(1, mixed)
-    view.index_copy_(1, mixed,
-                     torch.where(allowed, part + pads * _PAD_FIRST, -math.inf))
-    return int(allowed.any(2).sum(1).min())
+    view = view.index_copy(
+        1, mixed, torch.where(allowed, part + pads * _PAD_FIRST, -math.inf))
+    return view.view(BnW, Ns, Nd), capacity
 
 
 def window_capacity(labels: Tensor, src_idx: Tensor,
@@ -87,9 +103,7 @@ def window_capacity(labels: Tensor, src_idx: Tensor,
         int: the fewest sources with a same-label destination in any
         window; ``r`` is lowered to it by :func:`window_merge_plan`.
     """
-    scores = labels.new_zeros(
-        labels.shape[0], len(src_idx), len(dst_idx), dtype=torch.float32)
-    return _apply_labels(scores, labels, src_idx, dst_idx)
+    return _label_layout(labels, src_idx, dst_idx)[1]
 
 
 @torch.no_grad()
@@ -102,7 +116,7 @@ def window_merge_plan(scores: Tensor,
 
     Args:
         scores (Tensor): ``(B * nW, Ns, Nd)`` scores of sources against
-            destinations (modified in place where labels forbid pairs).
+            destinations.
         src_idx, dst_idx (Tensor): the window roles, ``(Ns, )`` and
             ``(Nd, )`` cell indices.
         r (int): tokens removed per window, ``0 <= r <= Ns``. Where padding
@@ -119,7 +133,8 @@ def window_merge_plan(scores: Tensor,
         MergePlan: from ``ws * ws`` to ``ws * ws - r`` tokens per window.
     """
     if labels is not None:
-        r = min(r, _apply_labels(scores, labels, src_idx, dst_idx))
+        scores, capacity = _apply_labels(scores, labels, src_idx, dst_idx)
+        r = min(r, capacity)
     BnW = scores.shape[0]
     return plan_from_scores(scores, src_idx.expand(BnW, -1),
                             dst_idx.expand(BnW, -1), r)
@@ -145,9 +160,12 @@ def window_merge(x: Tensor, plan: MergePlan, size: Tensor) -> Tensor:
     out = flat.index_select(0, (plan.keep_idx + offset * N).view(-1))
     kept = torch.zeros(BnW, N, dtype=torch.bool, device=x.device)
     kept.scatter_(1, plan.keep_idx, 1)  # int: jit trace rejects a bool
-    src = (~kept).nonzero()[:, 1].view(BnW, N - n)  # r per window
+    # the r merged cells of each window, ascending (a fixed-size nonzero)
+    src = kept.long().argsort(dim=1, stable=True)[:, :N - n]
     dst = (plan.old2new.gather(1, src) + offset * n).view(-1)
-    out.index_add_(0, dst, flat.index_select(0, (src + offset * N).view(-1)))
+    add_rows(
+        out, dst, flat.index_select(0, (src + offset * N).view(-1)),
+        inplace=True)
     out.mul_(size.reciprocal().to(x.dtype).view(-1, 1))
     return out.view(BnW, n, C)
 

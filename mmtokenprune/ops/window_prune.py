@@ -29,6 +29,7 @@ from torch import Tensor
 from .squeeze import squeeze_plan
 from .token_map import MergePlan
 from .topk import topk_split
+from .window import add_rows, layout_constant
 from .window_merge import window_layouts
 
 __all__ = [
@@ -75,6 +76,13 @@ def window_keep_mask(keep_idx: Tensor,
     return keep
 
 
+@layout_constant
+def _num_labels(labels: Tensor) -> int:
+    """One more than the largest label (a layout constant)."""
+    return int(labels.max()) + 1
+
+
+@layout_constant
 def window_prune_capacity(labels: Tensor) -> int:
     """How many tokens every window of this layout can prune.
 
@@ -84,7 +92,7 @@ def window_prune_capacity(labels: Tensor) -> int:
 
     Returns:
         int: ``ws * ws`` minus the most label groups in any window (each
-        group keeps one host).
+        group keeps one host); a :func:`~.window.layout_constant`.
     """
     return labels.shape[1] - int(_num_groups(labels).max())
 
@@ -119,7 +127,7 @@ def window_keep_split(scores: Tensor,
     order = scores.argsort(dim=1, descending=True, stable=True)
     rank = torch.empty_like(order).scatter_(
         1, order, torch.arange(N, device=scores.device).expand_as(order))
-    best = rank.new_full((BnW, int(labels.max()) + 1), N).scatter_reduce(
+    best = rank.new_full((BnW, _num_labels(labels)), N).scatter_reduce(
         1, full, rank, 'amin')
     leader = rank == best.gather(1, full)
     real = full % 2 == 0
@@ -141,7 +149,8 @@ def window_squeeze(x: Tensor,
     T)`` against the host's ``e`` (:func:`~.squeeze.squeeze_tokens`;
     without labels and ``prune_policy`` this is
     :func:`~.squeeze.tps_squeeze`, up to rounding). Rows move with
-    ``index_select``/``index_add_`` on the flat windows and the cosine is
+    ``index_select``/``index_add_`` (:func:`~.window.add_rows`) on the flat
+    windows and the cosine is
     normalised on the ``(Np, Nr)`` products, not on the tokens (cheaper on
     CPU than gathers with expanded indices).
 
@@ -188,8 +197,8 @@ def window_squeeze(x: Tensor,
     # (e x_j + sum_i w_i x_i) / (e + sum_i w_i) over each host j, as
     # (x_j + sum_i (w_i / e) x_i) / (1 + sum_i w_i / e)
     den = weight.new_ones(BnW, Nr).scatter_add(1, host, weight)
-    out = kept.view(BnW * Nr, C).index_add(
-        0, (host + offset * Nr).view(-1),
+    out = add_rows(
+        kept.view(BnW * Nr, C), (host + offset * Nr).view(-1),
         (pruned * weight.unsqueeze(-1)).view(BnW * Np, C))
     out = out.view(BnW, Nr, C) * den.reciprocal().unsqueeze(-1)
     return out, squeeze_plan(keep_idx, prune_idx, host)

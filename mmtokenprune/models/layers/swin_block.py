@@ -8,13 +8,28 @@ from mmpretrain.models.backbones.swin_transformer import SwinBlock
 from torch import Tensor
 
 from ...ops import TokenMap
-from ...ops.window import (WindowGrid, region_bias, window_index,
-                           window_labels, window_partition, window_reverse)
+from ...ops.window import (WindowGrid, layout_constant, region_bias,
+                           window_index, window_labels, window_partition,
+                           window_reverse)
 from ...ops.window_merge import window_unmerge
 from ..cdcp import BlockCDCP, add_ffn_gate
 from .window_attention import PrunedWindowMSA
 
 __all__ = ['PrunedSwinBlock']
+
+
+@layout_constant
+def _mlp_tokens(block: 'PrunedSwinBlock', hw_shape: Tuple[int, int],
+                r: int) -> int:
+    """The MLP tokens of one image (a layout constant), remembered per
+    block, input shape, ``r`` and reducer (a few ms per call on CPU)."""
+    cache = block.__dict__.setdefault('_mlp_tokens_cache', {})
+    key = (hw_shape, r, block.reducer)
+    if key not in cache:
+        if len(cache) >= 64:  # many input shapes: start over
+            cache.clear()
+        cache[key] = block.token_counts(hw_shape, r)[2]
+    return cache[key]
 
 
 class PrunedSwinBlock(SwinBlock):
@@ -108,13 +123,17 @@ class PrunedSwinBlock(SwinBlock):
                 'decrease the `window_size`.')
         return WindowGrid(tuple(hw_shape), ws, shift)
 
-    def token_counts(self, hw_shape: Tuple[int, int]) -> Tuple[int, int, int]:
+    def token_counts(self,
+                     hw_shape: Tuple[int, int],
+                     r: Optional[int] = None) -> Tuple[int, int, int]:
         """``(attention queries, keys per query, MLP tokens)`` of one image
-        of ``hw_shape`` (merging counted; padding is not an MLP token)."""
+        of ``hw_shape`` (merging ``r`` tokens per window, ``merge_r`` by
+        default; padding is not an MLP token)."""
+        r = self.merge_r if r is None else r
         grid = self.window_grid(hw_shape)
         n, mlp = grid.area, hw_shape[0] * hw_shape[1]
-        if self.merge_r > 0:
-            r, mlp = self.merge_r, grid.num_windows * (n - self.merge_r)
+        if r > 0:
+            mlp = grid.num_windows * (n - r)
             if grid.has_regions:
                 r, mlp = self.reducer.window_token_counts(
                     window_labels(grid), r)
@@ -168,9 +187,9 @@ class PrunedSwinBlock(SwinBlock):
         extra = None  # (B * nW, 1, N', N'): shift mask and log(size)
         if labels is not None:
             lab = labels.repeat(B, 1).gather(1, tokens.anchor)
+            pad = lab % 2 == 1
             if grid.has_padding:  # zero padding at the input, as upstream
-                pads = (lab.view(-1) % 2 == 1).nonzero().squeeze(1)
-                hm = hm.view(-1, C).index_fill_(0, pads, 0.).view_as(hm)
+                hm = hm.masked_fill(pad.unsqueeze(-1), 0.)
             if grid.shift > 0:
                 extra = region_bias(lab, x.dtype).unsqueeze(1)
         if self.prop_attn and r > 0:
@@ -182,11 +201,19 @@ class PrunedSwinBlock(SwinBlock):
         # drop paths act per image, so go through (B, nW * N', C)
         xm = xm + self.attn.drop(out.view(B, -1, C)).view_as(xm)
         if grid.has_padding:  # the MLP skips padding (cropped anyway)
-            # padding goes first, so every image keeps as many real tokens
-            real = (lab % 2 == 0).view(-1).nonzero().squeeze(1)
+            # padding goes first, so every image keeps as many real tokens,
+            # a layout constant (of the tokens the windows kept: all of
+            # them in training with a keep policy); the first of a stable
+            # sort are the real ones, ascending (a nonzero of fixed size)
+            num_real = _mlp_tokens(self, tuple(hw_shape),
+                                   grid.area - xm.shape[1])
+            pad = pad.view(B, -1)
+            real = pad.long().argsort(dim=1, stable=True)[:, :num_real]
+            real = (real + torch.arange(B, device=x.device).unsqueeze(1) *
+                    pad.shape[1]).view(-1)  # rows of (B * nW * N', C)
             xr = xm.view(-1, C).index_select(0, real).view(B, -1, C)
             xr = self.ffn(self.norm2(xr), identity=xr)
-            xm = xm.view(-1, C).index_copy_(0, real, xr.view(-1, C))
+            xm = xm.view(-1, C).index_copy(0, real, xr.view(-1, C))
         else:
             xm = xm.view(B, -1, C)
             xm = self.ffn(self.norm2(xm), identity=xm)

@@ -1,5 +1,6 @@
 """ATME and ToMe: reducers that fold matched tokens into others."""
 from ...ops import atme_plan, tome_plan
+from ...ops.window import layout_tensors
 from ...ops.window_matching import (atme_window_roles, atme_window_scores,
                                     tome_window_roles, tome_window_scores)
 from ...registry import TOKEN_REDUCERS
@@ -21,7 +22,8 @@ class ToMe(TokenReducer):
         return tome_plan(metric, r)
 
     def window_roles(self, window_size, device=None):
-        return tome_window_roles(window_size, device)
+        # fixed sizes for torch.compile: the split is a boolean mask's
+        return layout_tensors(tome_window_roles, window_size, device=device)
 
     def window_scores(self, metric, src_idx, dst_idx):
         return tome_window_scores(metric, src_idx, dst_idx)
