@@ -15,7 +15,7 @@
 #   cdcp-learned  CDCP gates learned in training vs set from magnitudes: both
 #                 ATME+CDCP recipes fine-tuned 300 iterations from the 2k
 #                 baseline (trained here if missing), seeds 0 and 1, and the
-#                 full 1k iterations, seed 0; export; width-vs-iteration plots
+#                 full 1k iterations, seeds 0 and 1; export; width plots
 #   retime        re-time (--timing-only, random weights: latency depends on
 #                 shapes only) the settings of trainingfree and finetune; the
 #                 fine-tuned widths come from docs/specs/ (the export's widths
@@ -183,17 +183,20 @@ stage_cdcp_learned() {
                 --cfg-options model.backbone.channel_cfg.spec=$d/export/prune_spec.json
         done
     done
-    # the recipes' full 1k iterations, seed 0 (run when the machine got quieter)
-    for arm in mag learned; do
-        if [[ $arm == mag ]]; then cfg=$FT_CFG; mode=magnitude; else cfg=$learned; mode=open; fi
-        d=$W/camvid_atme-cdcp-${arm}_1k
-        run python tools/init_cdcp_gates.py $cfg $base2k --mode $mode --out $d/init_gates.pth
-        run python tools/train.py $cfg --work-dir $d \
-            --cfg-options load_from=$d/init_gates.pth randomness.seed=0
-        run python tools/export_pruned.py $cfg $d/iter_1000.pth --out-dir $d/export
-        run python tools/test.py $atme $d/export/pruned.pth \
-            --work-dir $d/test_export --out $d/test_export/metrics.json \
-            --cfg-options model.backbone.channel_cfg.spec=$d/export/prune_spec.json
+    # the recipes' full 1k iterations, seeds 0 and 1 (run when the machine got quieter)
+    for seed in 0 1; do
+        suffix=$([[ $seed == 0 ]] || echo _seed$seed)
+        for arm in mag learned; do
+            if [[ $arm == mag ]]; then cfg=$FT_CFG; mode=magnitude; else cfg=$learned; mode=open; fi
+            d=$W/camvid_atme-cdcp-${arm}_1k$suffix
+            run python tools/init_cdcp_gates.py $cfg $base2k --mode $mode --out $d/init_gates.pth
+            run python tools/train.py $cfg --work-dir $d \
+                --cfg-options load_from=$d/init_gates.pth randomness.seed=$seed
+            run python tools/export_pruned.py $cfg $d/iter_1000.pth --out-dir $d/export
+            [[ $seed != 0 ]] || run python tools/test.py $atme $d/export/pruned.pth \
+                --work-dir $d/test_export --out $d/test_export/metrics.json \
+                --cfg-options model.backbone.channel_cfg.spec=$d/export/prune_spec.json
+        done
     done
     run python tools/analysis/plot_cdcp_widths.py $W/camvid_atme-cdcp-learned_1k \
         $W/camvid_atme-cdcp-mag_1k --labels "learned, 1k" "magnitude, 1k" \
