@@ -11,6 +11,7 @@ from mmtokenprune.models.losses.latency_budget import (LatencyBudgetLoss,
                                                        latency_excess,
                                                        soft_latency_ms,
                                                        soft_token_counts)
+from mmtokenprune.models import PrunedVisionTransformer
 from mmtokenprune.registry import MODELS
 
 SIG3 = 1 / (1 + math.exp(-3.))  # a fresh gate's keep probability
@@ -87,3 +88,36 @@ def test_backbone_with_tokens_matches_the_table(table):
     other = tiny_vit(img_size=128)
     with pytest.raises(ValueError, match='measured for'):
         backbone_latency_ms(other, table)
+
+
+def test_channel_cfg_latency_adds_the_loss_to_compression_losses(table):
+    """``channel_cfg.latency`` reaches compression_losses(): the same value
+    as the loss built by hand, its gradient reaches the gates, no state_dict
+    key is added; a table of another architecture or bad keys are refused
+    by name."""
+    budget = 0.6 * table.baseline_ms()
+    latency = dict(table=synthetic_table(), budget_ms=budget, loss_weight=3.)
+    model = tiny_vit(channel_cfg=dict(type='CDCP', latency=latency))
+    plain = tiny_vit(channel_cfg=dict(type='CDCP'))
+    assert set(model.state_dict()) == set(plain.state_dict())
+    losses = model.compression_losses()
+    want = LatencyBudgetLoss(table, budget_ms=budget, loss_weight=3.)(model)
+    assert float(losses['loss_latency_budget']) == pytest.approx(float(want))
+    assert float(want) > 0 and 'loss_cdcp_budget' in losses
+    losses['loss_latency_budget'].backward()
+    grads = [p.grad for n, p in model.named_parameters()
+             if n.endswith('logits')]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+    assert 'loss_latency_budget' not in plain.compression_losses()
+
+    with pytest.raises(ValueError, match=r"channel_cfg.latency.*CDCP"):
+        tiny_vit(channel_cfg=dict(spec=None, latency=latency))
+    with pytest.raises(ValueError, match=r'channel_cfg.latency.*budget_ms'):
+        tiny_vit(channel_cfg=dict(type='CDCP',
+                                  latency=dict(table=synthetic_table())))
+    with pytest.raises(ValueError, match=r'channel_cfg.latency.*cannot'):
+        PrunedVisionTransformer(
+            arch=dict(embed_dims=48, num_layers=4, num_heads=2,
+                      feedforward_channels=64),
+            img_size=64, patch_size=8,
+            channel_cfg=dict(type='CDCP', latency=latency))

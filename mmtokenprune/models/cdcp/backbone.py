@@ -83,9 +83,25 @@ class CDCPBackbone:
             gate_init=self.channel_cfg.gate_init)
 
     def finish_cdcp(self) -> None:
-        """Fix the token counts at ``img_size`` for the budget loss."""
+        """Fix the token counts at ``img_size`` for the budget loss; load
+        the latency table of ``channel_cfg.latency`` and check that it
+        describes this backbone."""
         self.img_token_counts = tuple(
             self.token_counts()) if self.channel_cfg.gated else None
+        self.latency_loss = None
+        if self.channel_cfg.latency is not None:
+            from ..losses.latency_budget import LatencyBudgetLoss
+            try:
+                loss = LatencyBudgetLoss(**self.channel_cfg.latency)
+                loss.latency_ms(self)
+            except (ValueError, KeyError, AttributeError, TypeError,
+                    OSError) as e:
+                table = self.channel_cfg.latency['table']
+                name = repr(table) if isinstance(table, str) else 'given'
+                raise ValueError(
+                    f'`channel_cfg.latency`: the table {name} cannot budget '
+                    f'this {type(self).__name__}: {e}') from e
+            self.latency_loss = loss
 
     def train(self, mode: bool = True):
         """Modifications to upstream: returns ``self`` (upstream returns
@@ -126,13 +142,17 @@ class CDCPBackbone:
 
     def compression_losses(self) -> Dict[str, Tensor]:
         """The CDCP budget loss (empty without gates), on the soft or hard
-        FLOPs fraction as ``channel_cfg.budget`` says."""
+        FLOPs fraction as ``channel_cfg.budget`` says, and the latency
+        budget loss of ``channel_cfg.latency`` if set."""
         cfg = self.channel_cfg
         if not cfg.gated:
             return {}
         ratio = self.flops_ratio(hard=cfg.budget == 'hard')
         loss = budget_loss(ratio, cfg.flops_target, cfg.penalty)
-        return dict(loss_cdcp_budget=cfg.loss_weight * loss)
+        losses = dict(loss_cdcp_budget=cfg.loss_weight * loss)
+        if self.latency_loss is not None:
+            losses['loss_latency_budget'] = self.latency_loss(self)
+        return losses
 
     def check_loss_owner(self) -> None:
         """Refuse to train gates whose budget loss nobody adds.

@@ -40,6 +40,13 @@ class ChannelCfg:
         penalty (str): ``'squared'`` or ``'linear'`` excess over the
             target, or ``'two-sided'`` distance to it
             (:func:`~.budget.budget_loss`).
+        latency (dict, optional): a latency budget beside the FLOPs one:
+            ``table`` (a latency table JSON,
+            ``tools/analysis/latency_table.py``), ``budget_ms`` and
+            ``loss_weight`` (defaults to 1) of
+            :class:`~mmtokenprune.models.losses.LatencyBudgetLoss`, whose
+            loss on the gates' soft widths is added as
+            ``loss_latency_budget``. Gates only (``type='CDCP'``).
     """
     spec: Optional[object] = None
     gated: bool = False
@@ -48,9 +55,11 @@ class ChannelCfg:
     gate_init: float = 3.0
     budget: str = 'soft'
     penalty: str = 'squared'
+    latency: Optional[Dict] = None
 
     ALLOWED = ('type', 'spec', 'flops_target', 'loss_weight', 'gate_init',
-               'budget', 'penalty')
+               'budget', 'penalty', 'latency')
+    LATENCY_KEYS = ('table', 'budget_ms', 'loss_weight')
     TYPES = ('CDCP', )
     BUDGETS = ('soft', 'hard')
     PENALTIES = ('squared', 'linear', 'two-sided')
@@ -71,6 +80,9 @@ class ChannelCfg:
             raise ValueError(f'`{key}.type` must be one of '
                              f'{list(cls.TYPES)} (or absent with a `spec`); '
                              f'got {kind!r}.')
+        latency = cfg.get('latency')
+        if latency is not None:
+            cls._check_latency(latency, kind, key)
         if kind is None and cfg.get('spec') is None:
             raise ValueError(f"`{key}` needs `type='CDCP'` (train gates) "
                              'and/or `spec` (build a pruned model).')
@@ -100,7 +112,24 @@ class ChannelCfg:
             loss_weight=float(cfg.get('loss_weight', cls.loss_weight)),
             gate_init=float(cfg.get('gate_init', cls.gate_init)),
             budget=cfg.get('budget', cls.budget),
-            penalty=cfg.get('penalty', cls.penalty))
+            penalty=cfg.get('penalty', cls.penalty),
+            latency=None if latency is None else dict(latency))
+
+    @classmethod
+    def _check_latency(cls, latency, kind, key: str) -> None:
+        if kind is None:
+            raise ValueError(f"`{key}.latency` budgets the gates: it needs "
+                             "`type='CDCP'`.")
+        if not isinstance(latency, dict):
+            raise TypeError(f'`{key}.latency` must be a dict with keys '
+                            f'{list(cls.LATENCY_KEYS)}; got {latency!r}.')
+        unknown = sorted(set(latency) - set(cls.LATENCY_KEYS))
+        missing = [k for k in ('table', 'budget_ms') if k not in latency]
+        if unknown or missing:
+            raise ValueError(
+                f'`{key}.latency` needs `table` and `budget_ms` (and may '
+                f'set `loss_weight`); got unknown {unknown}, missing '
+                f'{missing}.')
 
     @property
     def enabled(self) -> bool:
@@ -111,6 +140,9 @@ class ChannelCfg:
         if self.spec is not None:
             parts.append('pruned widths from a spec')
         if self.gated:
+            latency = '' if self.latency is None else \
+                f", latency budget {self.latency['budget_ms']} ms"
             parts.append(f'CDCP gates (flops_target={self.flops_target}, '
-                         f'{self.budget} budget, {self.penalty} penalty)')
+                         f'{self.budget} budget, {self.penalty} penalty'
+                         f'{latency})')
         return ', '.join(parts) or 'no channel pruning'

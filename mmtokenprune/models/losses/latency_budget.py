@@ -14,12 +14,10 @@ The loss is ``loss_weight * max(0, latency / budget - 1) ** 2``: the
 squared relative excess over the budget, zero under it (as CDCP's FLOPs
 budget loss).
 
-Intended wiring (not done here; the CDCP backbone's ``channel_cfg`` will
-take it once the gates learn): ``channel_cfg=dict(type='CDCP',
-latency=dict(table='T.json', budget_ms=250., loss_weight=2.))`` adds
+In training, ``channel_cfg=dict(type='CDCP', latency=dict(table='T.json',
+budget_ms=250., loss_weight=2.))`` makes the CDCP backbone add
 ``loss_latency_budget = LatencyBudgetLoss(...)(backbone)`` to
-``compression_losses()``; until then a model can add it itself, e.g. in a
-subclass's ``loss``: ``losses.update(self.latency_loss(self.backbone))``.
+``compression_losses()``.
 """
 from typing import Dict, Optional, Sequence, Union
 
