@@ -20,6 +20,13 @@
 #                 shapes only) the settings of trainingfree and finetune; the
 #                 fine-tuned widths come from docs/specs/ (the export's widths
 #                 as docs/results.md lists them); needs no other stage
+#   budgets       latency table of DeiT-S 512 batch 1 on this device, then the
+#                 solver's models for 0.8/0.6/0.45 of the baseline latency,
+#                 timed beside the baseline (predicted vs measured)
+#   deploy        ATME vs ToMe merge bookkeeping; DeiT-S ATME/ToMe at equal
+#                 FLOPs (512 b1/b8, 1024 b1; 1 thread CPU time, and 2 threads
+#                 wall clock: run those on an otherwise idle machine); Swin-T
+#                 every reducer; bf16 and onnxruntime rows; compiled rows
 #   xseq          cross-sequence protocol: the 2k baseline trained on
 #                 0001TP + 0016E5, validated on 0006R0 (scenes it never
 #                 saw); ATME/ToMe training-free on it with sliding-window
@@ -222,6 +229,47 @@ stage_retime() {
         "$ATME_DEFAULT+spec=$spec" "spec=$spec" "$ATME_DEFAULT"
 }
 
+stage_budgets() {
+    local d=$W/latency
+    run python tools/analysis/latency_table.py \
+        configs/ade20k/deit-s16_upernet_8xb2-80k_ade20k-512x512.py \
+        --out $d/deit-s_512_b1_cpu.json
+    run python tools/analysis/latency_budget.py --table $d/deit-s_512_b1_cpu.json \
+        --fractions 0.8 0.6 0.45 --reducers ATME none --repeats 15 \
+        --out $d/budget_deit-s.md --json $d/budget_deit-s.json
+}
+
+stage_deploy() {
+    local d=$W/deploy base=configs/ade20k/deit-s16_upernet_8xb2-80k_ade20k-512x512.py
+    local atme=configs/ade20k/atme_deit-s16_upernet_8xb2-80k_ade20k-512x512.py
+    local one=(--parts backbone --threads 1 --clock cpu)
+    local two=(--parts backbone --threads 2 --clock wall)
+    local arms=(--setting baseline $base --setting ATME $atme
+                --setting ToMe $atme model.backbone.token_cfg.type=ToMe)
+    mkdir -p $d
+    run python tools/analysis/merge_overhead.py --grids 32 64 --repeats 9 --inner 5 \
+        --threads 1 | tee $d/merge_overhead.txt
+    run python tools/analysis/benchmark.py "${one[@]}" --batch-sizes 1 8 --repeats 7 \
+        --warmup 1 "${arms[@]}" --out $d/atme_tome_512.md --csv $d/atme_tome_512.csv
+    run python tools/analysis/benchmark.py "${one[@]}" --batch-sizes 1 --repeats 5 \
+        --warmup 1 --image-size 1024 1024 "${arms[@]}" \
+        --out $d/atme_tome_1024.md --csv $d/atme_tome_1024.csv
+    run python tools/analysis/benchmark.py "${two[@]}" --batch-sizes 1 8 --repeats 7 \
+        --warmup 1 "${arms[@]}" --out $d/atme_tome_512_2threads.md \
+        --csv $d/atme_tome_512_2threads.csv
+    run python tools/analysis/benchmark.py "${two[@]}" --batch-sizes 1 --repeats 5 \
+        --warmup 1 --image-size 1024 1024 "${arms[@]}" \
+        --out $d/atme_tome_1024_2threads.md --csv $d/atme_tome_1024_2threads.csv
+    run python tools/analysis/benchmark.py "${one[@]}" --preset swin-t-all \
+        --batch-sizes 1 8 --repeats 5 --warmup 1 --out $d/swin-t.md --csv $d/swin-t.csv
+    run python tools/analysis/benchmark.py "${one[@]}" --preset deit-s-all \
+        --batch-sizes 1 --repeats 5 --warmup 1 --dtype fp32 bf16 \
+        --runtime torch onnxruntime --out $d/deit-s_bf16_ort.md --csv $d/deit-s_bf16_ort.csv
+    run python tools/analysis/benchmark.py "${one[@]}" --batch-sizes 1 --repeats 5 \
+        --warmup 2 --compile "${arms[@]}" --out $d/deit-s_compiled.md \
+        --csv $d/deit-s_compiled.csv
+}
+
 XSEQ_CFG=configs/camvid/deit-t16_fcn_1xb4-2k_camvid-xseq-256x256.py
 XSEQ=$W/camvid_deit-t16_2k-xseq
 
@@ -238,11 +286,11 @@ stage_xseq() {
 }
 
 stages=("$@")
-[[ ${#stages[@]} -gt 0 ]] || stages=(baseline trainingfree finetune cifar10 transfer spvit retime xseq)
+[[ ${#stages[@]} -gt 0 ]] || stages=(baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets deploy xseq)
 for s in "${stages[@]}"; do
     case $s in
-        baseline|trainingfree|finetune|cifar10|transfer|spvit|retime|xseq) ;;
-        *) echo "unknown stage '$s'; choose from: baseline trainingfree finetune cifar10 transfer spvit retime xseq" >&2
+        baseline|trainingfree|finetune|cifar10|transfer|spvit|cdcp-learned|retime|budgets|deploy|xseq) ;;
+        *) echo "unknown stage '$s'; choose from: baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets deploy xseq" >&2
            exit 2 ;;
     esac
 done
