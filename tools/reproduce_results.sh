@@ -260,6 +260,10 @@ stage_deploy() {
     run python tools/analysis/benchmark.py "${two[@]}" --batch-sizes 1 --repeats 5 \
         --warmup 1 --image-size 1024 1024 "${arms[@]}" \
         --out $d/atme_tome_1024_2threads.md --csv $d/atme_tome_1024_2threads.csv
+    run python tools/analysis/profile_ops.py \
+        --setting Swin-T configs/ade20k/swin-t_upernet_8xb2-160k_ade20k-512x512.py \
+        --setting ATME configs/ade20k/atme_swin-t_upernet_8xb2-160k_ade20k-512x512.py \
+        | tee $d/profile_swin-t.md
     run python tools/analysis/benchmark.py "${one[@]}" --preset swin-t-all \
         --batch-sizes 1 8 --repeats 5 --warmup 1 --out $d/swin-t.md --csv $d/swin-t.csv
     run python tools/analysis/benchmark.py "${one[@]}" --preset deit-s-all \
