@@ -20,7 +20,6 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-from mmpretrain.models.utils import resize_pos_embed
 
 from ..ops import Step, TokenMap, unmerge_tokens
 from .latency import (check_timing, device_name, num_threads,
@@ -54,18 +53,8 @@ def _median(times: Dict[str, List[float]]) -> Dict[str, float]:
 
 
 def _stem(backbone: nn.Module, img: torch.Tensor) -> torch.Tensor:
-    """The backbone's forward up to its first layer (as its ``_encode``)."""
-    B = img.shape[0]
-    x, hw = backbone.patch_embed(img)
-    if backbone.cls_token is not None:
-        x = torch.cat((backbone.cls_token.expand(B, -1, -1), x), dim=1)
-    x = x + resize_pos_embed(
-        backbone.pos_embed,
-        backbone.patch_resolution,
-        hw,
-        mode=backbone.interpolate_mode,
-        num_extra_tokens=backbone.num_extra_tokens)
-    return backbone.pre_norm(backbone.drop_after_pos(x))
+    """The backbone's forward up to its first layer."""
+    return backbone.stem(img)[0]
 
 
 def _reduced_map(reducer_cls, n_from: int, n_to: int, batch: int,

@@ -31,8 +31,8 @@ class PrunedVisionTransformer(TracesKeep, CDCPBackbone, VisionTransformer):
 
     - ``token_cfg``: a token reducer (any registered
       :class:`~mmtokenprune.models.reducers.TokenReducer`: ``'ATME'``,
-      ``'ToMe'``) between attention and MLP of the chosen layers. Features for ``out_indices``
-      are un-merged, so ``out_type='featmap'`` always gives the full
+      ``'ToMe'``, ``'dTPS'``, ``'eTPS'``, ``'SPViT'``) in the chosen
+      layers. Features for ``out_indices`` are un-merged, so ``out_type='featmap'`` always gives the full
       ``(B, C, H/16, W/16)`` grid and ``'avg_featmap'`` the mean over it.
     - ``channel_cfg``: CDCP channel gates trained under a FLOPs budget, or a
       prune spec that builds the smaller dense model written by
@@ -169,9 +169,10 @@ class PrunedVisionTransformer(TracesKeep, CDCPBackbone, VisionTransformer):
         drawing merge regions); None for all when nothing is reduced."""
         return [tokens for _, _, tokens, _ in self._encode(x)]
 
-    def _encode(self, x: Tensor) -> Iterator:
-        """Yield ``(layer index, tokens, token map, patch grid)`` after each
-        layer (after the final norm for the last one)."""
+    def stem(self, x: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
+        """Upstream's forward up to the first layer: patch embedding, extra
+        tokens, position embedding, pre-norm; returns the tokens and the
+        patch grid."""
         B = x.shape[0]
         x, patch_resolution = self.patch_embed(x)
         if self.cls_token is not None:
@@ -183,8 +184,13 @@ class PrunedVisionTransformer(TracesKeep, CDCPBackbone, VisionTransformer):
             mode=self.interpolate_mode,
             num_extra_tokens=self.num_extra_tokens)
         x = self.drop_after_pos(x)
-        x = self.pre_norm(x)
+        return self.pre_norm(x), patch_resolution
 
+    def _encode(self, x: Tensor) -> Iterator:
+        """Yield ``(layer index, tokens, token map, patch grid)`` after each
+        layer (after the final norm for the last one)."""
+        B = x.shape[0]
+        x, patch_resolution = self.stem(x)
         tokens = None
         if self.token_cfg.enabled:
             tokens = TokenMap.identity(B, patch_resolution, x.device)
