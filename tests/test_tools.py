@@ -219,8 +219,8 @@ def test_reproduce_results_checks_stages(tmp_path):
     proc = run('baseline', 'finetuning')
     assert proc.returncode == 2
     assert "unknown stage 'finetuning'" in proc.stderr
-    assert 'baseline trainingfree finetune cifar10 transfer spvit retime' \
-        in proc.stderr
+    assert ('baseline trainingfree finetune cifar10 transfer spvit '
+            'cdcp-learned retime budgets deploy xseq') in proc.stderr
     proc = run('finetune')
     assert proc.returncode == 1
     assert 'camvid_deit-t16_4k/iter_4000.pth' in proc.stderr
