@@ -260,6 +260,11 @@ stage_deploy() {
     run python tools/analysis/benchmark.py "${two[@]}" --batch-sizes 1 --repeats 5 \
         --warmup 1 --image-size 1024 1024 "${arms[@]}" \
         --out $d/atme_tome_1024_2threads.md --csv $d/atme_tome_1024_2threads.csv
+    run python tools/analysis/benchmark.py "${one[@]}" --batch-sizes 1 8 --repeats 5 \
+        --warmup 1 "${arms[@]}" \
+        --setting ATME-noprop $atme model.backbone.token_cfg.prop_attn=False \
+        --setting ToMe-noprop $atme model.backbone.token_cfg.type=ToMe \
+        model.backbone.token_cfg.prop_attn=False --out $d/prop_attn.md
     run python tools/analysis/profile_ops.py \
         --setting Swin-T configs/ade20k/swin-t_upernet_8xb2-160k_ade20k-512x512.py \
         --setting ATME configs/ade20k/atme_swin-t_upernet_8xb2-160k_ade20k-512x512.py \
