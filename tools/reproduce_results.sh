@@ -289,9 +289,13 @@ stage_xseq() {
     run python tools/analysis/sweep.py $XSEQ_CFG $XSEQ/iter_2000.pth \
         --accuracy-only --threads 1 --out $W/sweep_xseq_slide \
         --settings "${TF_SETTINGS[@]}"
+    # whole frames (~660 tokens, not the 256 of training): does merging
+    # still raise mIoU there?
     run python tools/analysis/sweep.py $XSEQ_CFG $XSEQ/iter_2000.pth \
         --accuracy-only --threads 1 --out $W/sweep_xseq_whole \
-        --settings "${TF_SETTINGS[@]}" --cfg-options model.test_cfg.mode=whole
+        --settings baseline "ATME:keep_ratio=0.75,layers=0/3" \
+        "ToMe:keep_ratio=0.75,layers=0/3" "ATME:keep_ratio=0.5,layers=0/3" \
+        "ToMe:keep_ratio=0.5,layers=0/3" --cfg-options model.test_cfg.mode=whole
 }
 
 stages=("$@")
