@@ -284,18 +284,20 @@ XSEQ=$W/camvid_deit-t16_2k-xseq
 
 stage_xseq() {
     [[ -f $XSEQ/iter_2000.pth ]] || run python tools/train.py $XSEQ_CFG --work-dir $XSEQ
-    trainingfree_settings
-    # accuracy only: latency depends on shapes, not on the split (stage retime)
+    # the default and the strongest merging of stage trainingfree; accuracy
+    # only (latency depends on shapes, not on the split: stage retime).
+    # Sliding 256x256 windows (the training token count) and whole frames
+    # (~660 tokens), side by side on the two cores.
+    local settings=(baseline "ATME:keep_ratio=0.75,layers=0/3"
+                    "ToMe:keep_ratio=0.75,layers=0/3" "ATME:keep_ratio=0.5,layers=0/3"
+                    "ToMe:keep_ratio=0.5,layers=0/3")
     run python tools/analysis/sweep.py $XSEQ_CFG $XSEQ/iter_2000.pth \
         --accuracy-only --threads 1 --out $W/sweep_xseq_slide \
-        --settings "${TF_SETTINGS[@]}"
-    # whole frames (~660 tokens, not the 256 of training): does merging
-    # still raise mIoU there?
+        --settings "${settings[@]}" &
     run python tools/analysis/sweep.py $XSEQ_CFG $XSEQ/iter_2000.pth \
         --accuracy-only --threads 1 --out $W/sweep_xseq_whole \
-        --settings baseline "ATME:keep_ratio=0.75,layers=0/3" \
-        "ToMe:keep_ratio=0.75,layers=0/3" "ATME:keep_ratio=0.5,layers=0/3" \
-        "ToMe:keep_ratio=0.5,layers=0/3" --cfg-options model.test_cfg.mode=whole
+        --settings "${settings[@]}" --cfg-options model.test_cfg.mode=whole
+    wait
 }
 
 stages=("$@")
