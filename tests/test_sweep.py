@@ -291,6 +291,9 @@ def test_accuracy_only_sweep_then_timing_fills_the_same_rows(
         assert float(row['gflops_backbone']) > 0
         assert row.get('speedup_backbone_b1', '') == ''
     assert not osp.exists(osp.join(out, 'pareto.png'))
+    with open(osp.join(out, 'sweep.md')) as f:
+        report = f.read()
+    assert 'accuracy only, nothing timed' in report and 'repeats' not in report
 
     monkeypatch.setattr(sweep_mod, 'evaluate_setting',
                         lambda *a: pytest.fail('evaluated again'))

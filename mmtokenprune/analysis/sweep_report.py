@@ -73,15 +73,21 @@ def format_markdown(rows: Sequence[Dict], title: str = '') -> str:
     if title:
         lines += [title, '']
     first = rows[0]
+    if batches:
+        timing = (
+            f'latency = median ms per forward of the batch over '
+            f'{_fmt(_num(first, "repeats"), 0)} repeats, '
+            f'{CLOCK_TEXT.get(first.get("clock"), "wall-clock")}; speed-up = '
+            'latency of the unreduced, unpruned model '
+            '(fused SDPA) timed in turns with the setting in the same run, '
+            'divided by the setting\'s (medians; "(min)": ratio of the '
+            'minima, closer to the unloaded machine where load only adds '
+            'time); ')
+    else:
+        timing = 'accuracy only, nothing timed; '
     lines += [
         f'Machine: {first.get("device", "?")}; input '
-        f'{first.get("image_size", "?")}; latency = median ms per forward '
-        f'of the batch over {_fmt(_num(first, "repeats"), 0)} repeats, '
-        f'{CLOCK_TEXT.get(first.get("clock"), "wall-clock")}; speed-up = '
-        'latency of the unreduced, unpruned model '
-        '(fused SDPA) timed in turns with the setting in the same run, '
-        'divided by the setting\'s (medians; "(min)": ratio of the minima, '
-        'closer to the unloaded machine where load only adds time); '
+        f'{first.get("image_size", "?")}; {timing}'
         'GFLOPs per image (1 MAC = 1 FLOP), '
         'merge = gather/scatter/sort ops; load avg = 1-min load during '
         'timing.', '', '| ' + ' | '.join(head) + ' |',
