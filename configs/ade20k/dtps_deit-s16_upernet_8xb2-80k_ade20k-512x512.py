@@ -11,7 +11,9 @@
 # is rounded up (the original rounds it down: 716/501/351); see
 # docs/methods.md (TPS).
 # Training runs, but it is NOT TPS's recipe: the keep-ratio and
-# distillation losses do not exist here yet, so nothing pulls the
+# distillation losses are not set here (model.keep_ratio_loss,
+# model.teacher, model.distill: see the spvit-distill_* configs), so nothing
+# pulls the
 # predictor's training-time keep rate towards 0.7 (inference always keeps
 # the fixed counts). The predictor is new (random) on top of the DeiT-S
 # weights, so evaluating a baseline checkpoint with this config prunes at

@@ -12,8 +12,8 @@
 # kept tokens stay in ascending order, similarity ties go to the first host,
 # and the kept count is rounded up (the original rounds it down:
 # 716/501/351); see docs/methods.md (TPS).
-# Training runs, but it is NOT TPS's recipe: the distillation loss does not
-# exist here yet.
+# Training runs, but it is NOT TPS's recipe: the distillation loss is not
+# set here (model.teacher, model.distill: see the spvit-distill_* configs).
 _base_ = './deit-s16_upernet_8xb2-80k_ade20k-512x512.py'
 
 model = dict(

@@ -11,9 +11,10 @@
 # is rounded up (the original rounds it down); see docs/methods.md (TPS).
 # Training runs (e.g. fine-tune from the baseline:
 #   python tools/train.py THIS_CONFIG --cfg-options load_from=BASELINE.pth),
-# but it is NOT TPS's recipe: the keep-ratio and distillation losses do not
-# exist here yet, so nothing pulls the predictor's training-time keep rate
-# towards 0.7 (inference always keeps the fixed counts). Evaluating a
+# but it is NOT TPS's recipe: the keep-ratio and distillation losses are
+# not set here (model.keep_ratio_loss, model.teacher, model.distill: see the
+# spvit-distill_* configs), so nothing pulls the predictor's training-time
+# keep rate towards 0.7 (inference always keeps the fixed counts). Evaluating a
 # baseline checkpoint with this config as it is prunes at random (the
 # predictor is untrained); eTPS is the training-free one.
 _base_ = './deit-t16_fcn_1xb4-4k_camvid-256x256.py'

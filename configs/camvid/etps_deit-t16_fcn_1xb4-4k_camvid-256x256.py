@@ -13,7 +13,8 @@
 # authors' reply in the TPS repository's issue #1; kept tokens stay in
 # ascending order, similarity ties go to the first host, and the kept count
 # is rounded up (the original rounds it down); see docs/methods.md (TPS).
-# Training runs, but without TPS's distillation loss (not implemented yet).
+# Training runs, but without TPS's distillation loss (not set here:
+# model.teacher and model.distill, as in the spvit-distill_* configs).
 _base_ = './deit-t16_fcn_1xb4-4k_camvid-256x256.py'
 
 model = dict(

@@ -13,7 +13,8 @@
 # docs/methods.md (TPS).
 # Training runs (e.g. fine-tune from the baseline with
 # `--cfg-options load_from=...`), but it is NOT TPS's recipe: the
-# keep-ratio and distillation losses do not exist here yet, so nothing
+# keep-ratio and distillation losses are not set here (model.keep_ratio_loss,
+# model.teacher, model.distill: see the spvit-distill_* configs), so nothing
 # pulls the predictor's training-time keep rate towards 0.7 (inference
 # always keeps the fixed counts).
 _base_ = './deit-t16_1xb64-3e_cifar10-128px.py'

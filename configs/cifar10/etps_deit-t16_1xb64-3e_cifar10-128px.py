@@ -13,7 +13,8 @@
 # ascending order, similarity ties go to the first host, and the kept count
 # is rounded up (the original rounds it down: 44/31/21); see
 # docs/methods.md (TPS).
-# Training runs, but without TPS's distillation loss (not implemented yet).
+# Training runs, but without TPS's distillation loss (not set here:
+# model.teacher and model.distill, as in the spvit-distill_* configs).
 _base_ = './deit-t16_1xb64-3e_cifar10-128px.py'
 
 model = dict(
