@@ -206,6 +206,12 @@ stage_cdcp_learned() {
                 --cfg-options model.backbone.channel_cfg.spec=$d/export/prune_spec.json
         done
     done
+    # the two 1k exports timed side by side (latency depends on widths only)
+    run python tools/analysis/sweep.py configs/camvid/deit-t16_fcn_1xb4-2k_camvid-256x256.py \
+        --timing-only --repeats 7 --warmup 1 --threads 1 --clock cpu \
+        --out $W/retime_cdcp_learned --settings baseline \
+        "$ATME_DEFAULT+spec=$W/camvid_atme-cdcp-mag_1k/export/prune_spec.json" \
+        "$ATME_DEFAULT+spec=$W/camvid_atme-cdcp-learned_1k/export/prune_spec.json"
     run python tools/analysis/plot_cdcp_widths.py $W/camvid_atme-cdcp-learned_1k \
         $W/camvid_atme-cdcp-mag_1k --labels "learned, 1k" "magnitude, 1k" \
         --out $W/camvid_cdcp_widths_1k.png
