@@ -12,8 +12,9 @@
 # docs/methods.md (TPS).
 # Training runs, but it is NOT TPS's recipe: TPS fine-tunes DeiT-S weights
 # for 30 epochs with a keep-ratio loss and distillation from the unpruned
-# DeiT-S; those losses do not exist here yet (nothing pulls the predictor's
-# training-time keep rate towards 0.7), and this is mmpretrain's 300-epoch
+# DeiT-S; those losses are not set here (model.keep_ratio_loss,
+# model.teacher, model.distill; nothing pulls the predictor's training-time
+# keep rate towards 0.7), and this is mmpretrain's 300-epoch
 # DeiT-S schedule.
 _base_ = './deit-small_4xb256_in1k.py'
 

@@ -13,8 +13,8 @@
 # is rounded up (the original rounds it down: 137/96/67); see
 # docs/methods.md (TPS).
 # Training runs, but it is NOT TPS's recipe: TPS fine-tunes DeiT-S weights
-# for 30 epochs with distillation from the unpruned DeiT-S; that loss does
-# not exist here yet, and this is mmpretrain's 300-epoch DeiT-S schedule.
+# for 30 epochs with distillation from the unpruned DeiT-S; that loss is
+# not set here (model.teacher, model.distill), and this is mmpretrain's 300-epoch DeiT-S schedule.
 _base_ = './deit-small_4xb256_in1k.py'
 
 model = dict(

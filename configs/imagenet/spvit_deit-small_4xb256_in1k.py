@@ -10,7 +10,8 @@
 # for dense heads a dropped position shows its own feature at drop time
 # (`dense='last'`; or `'package'`); see docs/methods.md (SPViT).
 # Training runs, but it is NOT SPViT's recipe: its keep-ratio and distillation
-# losses and latency-aware budgets do not exist here yet.
+# losses and warm-up are not set here (model.keep_ratio_loss, model.teacher,
+# model.distill, BackboneWarmupHook: see the spvit-distill_* configs).
 _base_ = './deit-small_4xb256_in1k.py'
 
 model = dict(
