@@ -175,35 +175,26 @@ stage_cdcp_learned() {
     [[ -f $base2k ]] || run python tools/train.py \
         configs/camvid/deit-t16_fcn_1xb4-2k_camvid-256x256.py \
         --work-dir $W/camvid_deit-t16_2k
-    local cfg d mode seed suffix
-    for seed in 0 1; do
-        suffix=$([[ $seed == 0 ]] || echo _seed$seed)
-        for arm in mag learned; do
-            if [[ $arm == mag ]]; then cfg=$FT_CFG; mode=magnitude; else cfg=$learned; mode=open; fi
-            d=$W/camvid_atme-cdcp-${arm}_300it$suffix
-            run python tools/init_cdcp_gates.py $cfg $base2k --mode $mode --out $d/init_gates.pth
-            run python tools/train.py $cfg --work-dir $d \
-                --cfg-options load_from=$d/init_gates.pth randomness.seed=$seed "${short[@]}"
-            run python tools/export_pruned.py $cfg $d/iter_300.pth --out-dir $d/export
-            # the export as the smaller dense model (ATME config + the spec)
-            [[ $seed != 0 ]] || run python tools/test.py $atme $d/export/pruned.pth \
-                --work-dir $d/test_export --out $d/test_export/metrics.json \
-                --cfg-options model.backbone.channel_cfg.spec=$d/export/prune_spec.json
-        done
-    done
-    # the recipes' full 1k iterations, seeds 0 and 1 (run when the machine got quieter)
-    for seed in 0 1; do
-        suffix=$([[ $seed == 0 ]] || echo _seed$seed)
-        for arm in mag learned; do
-            if [[ $arm == mag ]]; then cfg=$FT_CFG; mode=magnitude; else cfg=$learned; mode=open; fi
-            d=$W/camvid_atme-cdcp-${arm}_1k$suffix
-            run python tools/init_cdcp_gates.py $cfg $base2k --mode $mode --out $d/init_gates.pth
-            run python tools/train.py $cfg --work-dir $d \
-                --cfg-options load_from=$d/init_gates.pth randomness.seed=$seed
-            run python tools/export_pruned.py $cfg $d/iter_1000.pth --out-dir $d/export
-            [[ $seed != 0 ]] || run python tools/test.py $atme $d/export/pruned.pth \
-                --work-dir $d/test_export --out $d/test_export/metrics.json \
-                --cfg-options model.backbone.channel_cfg.spec=$d/export/prune_spec.json
+    # each schedule (300 iterations, then the recipes' full 1k, run when the
+    # machine got quieter), seeds 0 and 1, both arms; seed 0's export is
+    # evaluated as the smaller dense model (ATME config + the spec)
+    local cfg d mode seed suffix iters opts
+    for iters in 300 1000; do
+        opts=()
+        [[ $iters == 1000 ]] || opts=("${short[@]}")
+        for seed in 0 1; do
+            suffix=$([[ $seed == 0 ]] || echo _seed$seed)
+            for arm in mag learned; do
+                if [[ $arm == mag ]]; then cfg=$FT_CFG; mode=magnitude; else cfg=$learned; mode=open; fi
+                d=$W/camvid_atme-cdcp-${arm}_$([[ $iters == 1000 ]] && echo 1k || echo 300it)$suffix
+                run python tools/init_cdcp_gates.py $cfg $base2k --mode $mode --out $d/init_gates.pth
+                run python tools/train.py $cfg --work-dir $d \
+                    --cfg-options load_from=$d/init_gates.pth randomness.seed=$seed "${opts[@]}"
+                run python tools/export_pruned.py $cfg $d/iter_$iters.pth --out-dir $d/export
+                [[ $seed != 0 ]] || run python tools/test.py $atme $d/export/pruned.pth \
+                    --work-dir $d/test_export --out $d/test_export/metrics.json \
+                    --cfg-options model.backbone.channel_cfg.spec=$d/export/prune_spec.json
+            done
         done
     done
     # the two 1k exports timed side by side (latency depends on widths only)
