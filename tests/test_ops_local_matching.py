@@ -41,9 +41,10 @@ def _no_touch_count(metric, tokens, axis):
     return int((first == N - N // 2).sum())
 
 
-def _compare_on_merged_maps(grids, seed):
+def _compare_on_merged_maps(grids, seed, roles='axis', neighbourhood=4):
     """Plans of both paths at every step of several merging rounds (ATME
     and ToMe steps, so regions get irregular and some disconnected)."""
+    variant = dict(roles=roles, neighbourhood=neighbourhood)
     gen = torch.Generator().manual_seed(seed)
     checked = fallback = 0
     for k, (H, W) in enumerate(grids):
@@ -56,13 +57,14 @@ def _compare_on_merged_maps(grids, seed):
             for axis in (0, 1):
                 fallback += _no_touch_count(metric, tokens, axis)
                 for r in sorted({0, 1, N // 4, N // 2}):
-                    ref = atme_plan_dense(metric, tokens, r, axis)
-                    assert _same(atme_plan(metric, tokens, r, axis), ref), \
-                        (H, W, N, r, axis)
+                    ref = atme_plan_dense(metric, tokens, r, axis, **variant)
+                    assert _same(
+                        atme_plan(metric, tokens, r, axis, **variant),
+                        ref), (H, W, N, r, axis)
                     checked += 1
             r = int(torch.randint(1, N // 2 + 1, (1, ), generator=gen))
             plan = tome_plan(metric, r) if step % 3 == 2 else \
-                atme_plan_dense(metric, tokens, r, step % 2)
+                atme_plan_dense(metric, tokens, r, step % 2, **variant)
             tokens = tokens.apply(plan)
             step += 1
     return checked, fallback
@@ -74,6 +76,50 @@ def test_local_plan_equals_dense_on_merged_maps(seed):
     checked, fallback = _compare_on_merged_maps(grids, seed)
     assert checked > 200
     assert fallback > 0  # the no-touching-destination path was exercised
+
+
+@pytest.mark.parametrize('roles,neighbourhood', [('axis', 8),
+                                                  ('checkerboard', 4),
+                                                  ('checkerboard', 8)])
+def test_variants_local_plan_equals_dense(roles, neighbourhood):
+    grids = [(6, 8), (7, 5), (1, 9), (10, 9)]
+    checked, _ = _compare_on_merged_maps(grids, 0, roles, neighbourhood)
+    assert checked > 100
+
+
+def _one_similar_neighbour(src_yx, offset):
+    """A 4x4 grid where the cell at ``src_yx`` matches only the cell at
+    ``offset`` from it (every other pair of cells is orthogonal)."""
+    metric = torch.eye(16).unsqueeze(0)
+    src = src_yx[0] * 4 + src_yx[1]
+    dst = (src_yx[0] + offset[0]) * 4 + src_yx[1] + offset[1]
+    metric[0, dst] = metric[0, src]
+    return metric, src, dst
+
+
+# (1, 1) is a source along W (odd column): its W neighbours are
+# destinations, its H neighbours sources, its diagonals destinations.
+# (1, 2) is a checkerboard source: its four neighbours are destinations,
+# its diagonals sources.
+@pytest.mark.parametrize('roles,neighbourhood,src_yx,offset,merges', [
+    ('axis', 4, (1, 1), (0, 1), True),
+    ('axis', 4, (1, 1), (1, 0), False),
+    ('axis', 4, (1, 1), (1, 1), False),
+    ('axis', 8, (1, 1), (1, 1), True),
+    ('axis', 8, (1, 1), (1, 0), False),
+    ('checkerboard', 4, (1, 2), (1, 0), True),
+    ('checkerboard', 4, (1, 2), (0, -1), True),
+    ('checkerboard', 8, (1, 2), (1, 1), False),
+])
+def test_variants_widen_the_candidates(roles, neighbourhood, src_yx, offset,
+                                       merges):
+    """The first merge of a 4x4 grid joins a source to its only similar
+    neighbour exactly when the variant makes that neighbour a candidate."""
+    metric, src, dst = _one_similar_neighbour(src_yx, offset)
+    tokens = TokenMap.identity(1, (4, 4))
+    plan = atme_plan(metric, tokens, 1, axis=1, roles=roles,
+                     neighbourhood=neighbourhood)
+    assert bool(plan.old2new[0, src] == plan.old2new[0, dst]) is merges
 
 
 @pytest.mark.parametrize('dense_line', [1, 10**6])

@@ -17,6 +17,8 @@ made and which pairs may match:
   receives tokens, so one step has no chains. Only touching pairs are
   scored, read off the 4-neighbour cell pairs of the merge map: linear in
   the grid, where ToMe's all-pairs matrix is quadratic in the tokens.
+  Variants (``roles='checkerboard'``, ``neighbourhood=8``) give a source
+  more candidate destinations and keep regions connected (8-connected).
 
 Plans are computed under ``no_grad``: they are index bookkeeping.
 """
@@ -132,44 +134,73 @@ def atme_level(num_tokens: int, grid_area: int) -> int:
     return max(0, int(math.floor(math.log(grid_area / num_tokens, 4) + 1e-9)))
 
 
-def _atme_roles(tokens: TokenMap, axis: int) -> Tensor:
-    """``(B, N)`` tokens in role order: the ``N // 2`` sources (bit
-    :func:`atme_level` of the anchor coordinate along ``axis`` set; ties
-    keep sequence order), then the destinations, each in sequence order."""
+ROLES = ('axis', 'checkerboard')
+NEIGHBOURHOODS = (4, 8)
+
+
+def _atme_roles(tokens: TokenMap, axis: int, roles: str = 'axis') -> Tensor:
+    """``(B, N)`` tokens in role order: the ``N // 2`` sources, then the
+    destinations, each in sequence order (ties keep sequence order).
+
+    A token's parity is bit :func:`atme_level` of its anchor coordinate
+    along ``axis`` (``roles='axis'``: sources and destinations alternate
+    along one axis), or of the sum of both coordinates at that level
+    (``'checkerboard'``: they alternate along both axes); odd tokens come
+    first.
+    """
     level = atme_level(tokens.num_tokens, tokens.grid[0] * tokens.grid[1])
     W = tokens.grid[1]
-    coord = tokens.anchor % W if axis == 1 else tokens.anchor // W
-    odd = (coord >> level) & 1
+    if roles == 'checkerboard':
+        odd = ((tokens.anchor % W >> level) +
+               (tokens.anchor // W >> level)) & 1
+    else:
+        coord = tokens.anchor % W if axis == 1 else tokens.anchor // W
+        odd = (coord >> level) & 1
     return odd.argsort(dim=1, descending=True, stable=True)  # odd first
 
 
-def _make_cell_pairs(grid: Tuple[int, int],
-                     device: Optional[torch.device]) -> Tensor:
+def _make_cell_pairs(grid: Tuple[int, int], device: Optional[torch.device],
+                     neighbourhood: int = 4) -> Tensor:
     H, W = grid
     cell = torch.arange(H * W, device=device).view(H, W)
-    return torch.cat([
-        cell[:, 1:].flatten(), cell[1:].flatten(), cell[:, :-1].flatten(),
-        cell[:-1].flatten()
-    ])
+    first, second = [cell[:, 1:], cell[1:]], [cell[:, :-1], cell[:-1]]
+    if neighbourhood == 8:
+        first += [cell[1:, 1:], cell[1:, :-1]]
+        second += [cell[:-1, :-1], cell[:-1, 1:]]
+    return torch.cat([c.flatten() for c in first + second])
 
 
 _cached_cell_pairs = functools.lru_cache(maxsize=16)(_make_cell_pairs)
 
 
-def _cell_pairs(grid: Tuple[int, int],
-                device: Optional[torch.device]) -> Tensor:
-    """``(2 * U, )`` the ``U`` 4-neighbour cell pairs of a grid, flat:
-    right/lower cells of the horizontal then vertical pairs, then their
-    left/upper partners (cached per grid and device in eager mode)."""
+def _cell_pairs(grid: Tuple[int, int], device: Optional[torch.device],
+                neighbourhood: int = 4) -> Tensor:
+    """``(2 * U, )`` the ``U`` neighbouring cell pairs of a grid, flat:
+    the right/lower cell of every horizontal, vertical and (8-neighbourhood)
+    diagonal pair, then their partners (cached per grid and device in eager
+    mode)."""
     if torch.compiler.is_compiling():
-        return _make_cell_pairs(grid, device)
-    return _cached_cell_pairs(tuple(grid), device)
+        return _make_cell_pairs(grid, device, neighbourhood)
+    return _cached_cell_pairs(tuple(grid), device, neighbourhood)
+
+
+def _neighbour_cosines(cells: Tensor, neighbourhood: int) -> Tensor:
+    """``(B, U)`` cosines of the cell pairs of :func:`_cell_pairs` from
+    ``(B, H, W, d)`` unit vectors."""
+    parts = [(cells[:, :, 1:] * cells[:, :, :-1]).sum(-1),
+             (cells[:, 1:] * cells[:, :-1]).sum(-1)]
+    if neighbourhood == 8:
+        parts += [(cells[:, 1:, 1:] * cells[:, :-1, :-1]).sum(-1),
+                  (cells[:, 1:, :-1] * cells[:, :-1, 1:]).sum(-1)]
+    return torch.cat([p.flatten(1) for p in parts], 1)
 
 
 def _touching_best(metric: Tensor, tokens: TokenMap, rank: Tensor,
-                   num_src: int) -> Tuple[Tensor, Tensor]:
+                   num_src: int,
+                   neighbourhood: int = 4) -> Tuple[Tensor, Tensor]:
     """Each source's best cosine to a touching destination, read off the
-    4-neighbour cell pairs of the map: ``O(H0 * W0 * d)``, no token pairs.
+    neighbouring cell pairs of the map (4 or 8 neighbours):
+    ``O(H0 * W0 * d)``, no token pairs.
 
     Args:
         metric (Tensor): ``(B, N, d)`` features.
@@ -190,10 +221,9 @@ def _touching_best(metric: Tensor, tokens: TokenMap, rank: Tensor,
     if B > 1:
         rows = rows + torch.arange(B, device=rows.device).unsqueeze(1) * N
     cells = unit.index_select(0, rows.reshape(-1)).view(B, H, W, d)
-    cos = torch.cat([(cells[:, :, 1:] * cells[:, :, :-1]).sum(-1).flatten(1),
-                     (cells[:, 1:] * cells[:, :-1]).sum(-1).flatten(1)], 1)
+    cos = _neighbour_cosines(cells, neighbourhood)
     ends = rank.gather(1, tokens.assign.index_select(
-        1, _cell_pairs(tokens.grid, rank.device)))
+        1, _cell_pairs(tokens.grid, rank.device, neighbourhood)))
     a, b = ends.chunk(2, dim=1)  # role places of the two cells' tokens
     src, dst = torch.minimum(a, b), torch.maximum(a, b)
     pair = (src < num_src) & (dst >= num_src)  # a source and a destination
@@ -271,8 +301,12 @@ def _nearest_destination(tokens: TokenMap, src_idx: Tensor,
 
 
 @torch.no_grad()
-def atme_plan(metric: Tensor, tokens: TokenMap, r: int,
-              axis: int) -> MergePlan:
+def atme_plan(metric: Tensor,
+              tokens: TokenMap,
+              r: int,
+              axis: int,
+              roles: str = 'axis',
+              neighbourhood: int = 4) -> MergePlan:
     """ATME: asymmetric merging of neighbouring tokens (our reading of CAIT).
 
     Roles: the ``N // 2`` tokens whose anchor coordinate along ``axis`` has
@@ -299,17 +333,24 @@ def atme_plan(metric: Tensor, tokens: TokenMap, r: int,
         tokens (TokenMap): the map of the current tokens (``N`` of them).
         r (int): tokens to remove, ``0 <= r <= N // 2``.
         axis (int): 1 to pair along W (columns), 0 along H (rows).
+        roles (str): ``'axis'`` (sources and destinations alternate along
+            ``axis``: a source's candidates are its neighbours along it)
+            or ``'checkerboard'`` (they alternate along both axes: up to
+            four candidates; ``axis`` is unused). Defaults to 'axis'.
+        neighbourhood (int): 4, or 8 to let regions that touch only at a
+            corner match too. Defaults to 4.
 
     Returns:
         MergePlan: from ``N`` to ``N - r`` tokens.
     """
     B, N, _ = metric.shape
-    roles = _atme_roles(tokens, axis)
+    roles = _atme_roles(tokens, axis, roles)
     num_src = N // 2
     src_idx, dst_idx = roles[:, :num_src], roles[:, num_src:]
     rank = torch.empty_like(roles).scatter_(
         1, roles, torch.arange(N, device=roles.device).expand(B, N))
-    best, first = _touching_best(metric, tokens, rank, num_src)
+    best, first = _touching_best(metric, tokens, rank, num_src,
+                                 neighbourhood)
     dist, nearest = _nearest_destination(tokens, src_idx, dst_idx)
     far = _FAR - dist.to(best.dtype) / (sum(tokens.grid) + 1)
     touching = first < N - num_src
@@ -320,19 +361,24 @@ def atme_plan(metric: Tensor, tokens: TokenMap, r: int,
 
 
 def _touching_pairs(tokens: TokenMap, src_pos: Tensor, dst_pos: Tensor,
-                    num_src: int, num_dst: int) -> Tensor:
+                    num_src: int, num_dst: int,
+                    neighbourhood: int = 4) -> Tensor:
     """``(B, Ns, Nd)`` bool: the source's region touches the destination's.
 
-    Regions touch when two 4-neighbouring original cells belong to them.
+    Regions touch when two neighbouring (4 or 8) original cells belong to
+    them.
     ``src_pos``/``dst_pos`` (``(B, N)``) give each current token's position
     among the sources/destinations, or -1.
     """
     g = tokens.assign_grid()
     B = g.shape[0]
-    a = torch.cat([g[:, :, :-1].reshape(B, -1), g[:, :-1, :].reshape(B, -1)],
-                  dim=1)
-    b = torch.cat([g[:, :, 1:].reshape(B, -1), g[:, 1:, :].reshape(B, -1)],
-                  dim=1)
+    a = [g[:, :, :-1], g[:, :-1, :]]
+    b = [g[:, :, 1:], g[:, 1:, :]]
+    if neighbourhood == 8:
+        a += [g[:, :-1, :-1], g[:, :-1, 1:]]
+        b += [g[:, 1:, 1:], g[:, 1:, :-1]]
+    a = torch.cat([t.reshape(B, -1) for t in a], dim=1)
+    b = torch.cat([t.reshape(B, -1) for t in b], dim=1)
     a, b = torch.cat([a, b], dim=1), torch.cat([b, a], dim=1)
     ps, pd = src_pos.gather(1, a), dst_pos.gather(1, b)
     valid = (ps >= 0) & (pd >= 0)
@@ -344,13 +390,17 @@ def _touching_pairs(tokens: TokenMap, src_pos: Tensor, dst_pos: Tensor,
 
 
 @torch.no_grad()
-def atme_plan_dense(metric: Tensor, tokens: TokenMap, r: int,
-                    axis: int) -> MergePlan:
+def atme_plan_dense(metric: Tensor,
+                    tokens: TokenMap,
+                    r: int,
+                    axis: int,
+                    roles: str = 'axis',
+                    neighbourhood: int = 4) -> MergePlan:
     """:func:`atme_plan` from the full ``(B, Ns, Nd)`` score matrix
     (cosine, adjacency and distance of every source-destination pair):
     quadratic in ``N``, the reference the local path is tested against."""
     B, N, _ = metric.shape
-    roles = _atme_roles(tokens, axis)
+    roles = _atme_roles(tokens, axis, roles)
     src_idx, dst_idx = roles[:, :N // 2], roles[:, N // 2:]
     num_src, num_dst = src_idx.shape[1], dst_idx.shape[1]
     device = metric.device
@@ -359,7 +409,8 @@ def atme_plan_dense(metric: Tensor, tokens: TokenMap, r: int,
     src_pos.scatter_(1, src_idx, pos[:, :num_src])
     dst_pos = torch.full((B, N), -1, dtype=torch.long, device=device)
     dst_pos.scatter_(1, dst_idx, pos[:, :num_dst])
-    touch = _touching_pairs(tokens, src_pos, dst_pos, num_src, num_dst)
+    touch = _touching_pairs(tokens, src_pos, dst_pos, num_src, num_dst,
+                            neighbourhood)
 
     sim = _cosine(metric, src_idx, dst_idx)
     ys, xs = tokens.anchor_yx()

@@ -122,7 +122,8 @@ def _gather(x: Tensor, idx: Tensor) -> Tensor:
 def tps_squeeze(x: Tensor,
                 keep_idx: Tensor,
                 prune_idx: Tensor,
-                temperature: float = 1.) -> Tuple[Tensor, MergePlan]:
+                temperature: float = 1.,
+                fuse: bool = True) -> Tuple[Tensor, MergePlan]:
     """Inference TPS: drop the pruned tokens into their hosts.
 
     Args:
@@ -130,6 +131,9 @@ def tps_squeeze(x: Tensor,
         keep_idx (Tensor): ``(B, Nr)`` long, ascending.
         prune_idx (Tensor): ``(B, N - Nr)`` long, the rest.
         temperature (float): see :func:`squeeze_tokens`. Defaults to 1.
+        fuse (bool): False: plain pruning, the reserved tokens are returned
+            unchanged; the pruned positions still point at their most
+            similar host (for dense heads). Defaults to True.
 
     Returns:
         tuple[Tensor, MergePlan]: ``(B, Nr, C)`` squeezed reserved tokens
@@ -140,8 +144,11 @@ def tps_squeeze(x: Tensor,
         >>> x, plan = tps_squeeze(x, keep_idx, prune_idx)
         >>> tokens = tokens.apply(plan)
     """
-    y, host = squeeze_tokens(
-        _gather(x, keep_idx), _gather(x, prune_idx), temperature)
+    kept, pruned = _gather(x, keep_idx), _gather(x, prune_idx)
+    if not fuse:
+        host = _cosine(pruned, kept).argmax(dim=-1)
+        return kept, squeeze_plan(keep_idx, prune_idx, host)
+    y, host = squeeze_tokens(kept, pruned, temperature)
     return y, squeeze_plan(keep_idx, prune_idx, host)
 
 
@@ -149,7 +156,8 @@ def squeeze_train(x: Tensor,
                   keep_policy: Tensor,
                   prune_policy: Optional[Tensor] = None,
                   temperature: float = 1.,
-                  return_host: bool = False):
+                  return_host: bool = False,
+                  fuse: bool = True):
     """Training TPS: fuse pruned tokens into reserved rows, nothing removed.
 
     The ``N x N`` similarity excludes the diagonal and every column that is
@@ -170,6 +178,8 @@ def squeeze_train(x: Tensor,
         return_host (bool): also return each token's host ``(B, N)`` (an
             index into the ``N`` tokens; the token itself where it has no
             host). Defaults to False.
+        fuse (bool): False: plain pruning, ``x`` is returned unchanged
+            (the hosts are still found). Defaults to True.
 
     Returns:
         Tensor | tuple[Tensor, Tensor]: ``(B, N, C)`` (and the hosts).
@@ -184,7 +194,7 @@ def squeeze_train(x: Tensor,
     has_host = torch.isfinite(best)
     m = prune_policy.to(x.dtype) * has_host
     c = torch.where(has_host, best, torch.zeros_like(best))
-    y = _fuse(x, x, host, torch.exp(m * c) * m)
+    y = _fuse(x, x, host, torch.exp(m * c) * m) if fuse else x
     if not return_host:
         return y
     own = torch.arange(N, device=x.device).expand_as(host)

@@ -1,5 +1,6 @@
 """ATME and ToMe: reducers that fold matched tokens into others."""
 from ...ops import atme_plan, tome_plan
+from ...ops.matching import NEIGHBOURHOODS, ROLES
 from ...ops.window import layout_tensors
 from ...ops.window_matching import (atme_window_roles, atme_window_scores,
                                     tome_window_roles, tome_window_scores)
@@ -39,7 +40,26 @@ class ATME(TokenReducer):
     :func:`mmtokenprune.ops.atme_plan` (sequence) and
     :mod:`mmtokenprune.ops.window_matching` (windows). Even reducing layers
     pair along W, odd ones along H.
+
+    Options (``token_cfg`` keys; sequences only, Swin windows refuse
+    other values than the defaults):
+
+    - ``roles``: ``'axis'`` (sources and destinations alternate along the
+      layer's axis) or ``'checkerboard'`` (along both axes, so a source
+      has up to four touching destinations instead of two);
+    - ``neighbourhood``: 4, or 8 (regions touching at a corner match too).
     """
+
+    options = dict(roles='axis', neighbourhood=4)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.roles not in ROLES:
+            raise ValueError(f'`{self.key}.roles` must be one of {ROLES}, '
+                             f'got {self.roles!r}.')
+        if self.neighbourhood not in NEIGHBOURHOODS:
+            raise ValueError(f'`{self.key}.neighbourhood` must be one of '
+                             f'{NEIGHBOURHOODS}, got {self.neighbourhood!r}.')
 
     @property
     def axis(self) -> int:
@@ -47,9 +67,16 @@ class ATME(TokenReducer):
         return 1 if self.index % 2 == 0 else 0
 
     def plan(self, metric, tokens, r):
-        return atme_plan(metric, tokens, r, axis=self.axis)
+        return atme_plan(metric, tokens, r, axis=self.axis, roles=self.roles,
+                         neighbourhood=self.neighbourhood)
 
     def window_roles(self, window_size, device=None):
+        if (self.roles, self.neighbourhood) != ('axis', 4):
+            raise ValueError(
+                f"`{self.key}`: ATME's roles={self.roles!r} and "
+                f'neighbourhood={self.neighbourhood} apply to token '
+                "sequences (ViT) only; Swin windows take roles='axis', "
+                'neighbourhood=4.')
         return atme_window_roles(window_size, self.axis, device)
 
     def window_scores(self, metric, src_idx, dst_idx):

@@ -74,8 +74,12 @@ class SPViT(TokenReducer):
         sample (bool): inference keeps the sampled decision (the original's
             per-image count; batch size 1 only) instead of the top-k.
             Defaults to False.
+        package (bool): False: no package token, the dropped tokens are
+            only set aside for dense heads (plain pruning with SPViT's
+            selector, the control of the package). Defaults to True.
     """
-    options = dict(share_heads=True, tau=1.0, dense='last', sample=False)
+    options = dict(share_heads=True, tau=1.0, dense='last', sample=False,
+                   package=True)
     where = 'before_block'
     prunes = True
     supports_prop_attn = False
@@ -88,6 +92,10 @@ class SPViT(TokenReducer):
         if self.dense not in DENSE:
             raise ValueError(f'`{self.key}.dense` must be one of '
                              f'{list(DENSE)}; got {self.dense!r}.')
+        if not self.package and self.dense == 'package':
+            raise ValueError(f"`{self.key}.dense='package'` needs "
+                             "package=True; use dense='last'.")
+        self.tail_tokens = int(bool(self.package))
         if self.embed_dims is None or self.num_heads is None:
             raise ValueError('SPViT needs the layer width and heads.')
         try:
@@ -122,7 +130,8 @@ class SPViT(TokenReducer):
         log_scores, scores = self.selector(patches, prev)
         keep = sample_keep(log_scores, prev, tau=self.tau)
         drop = prev - keep  # dropped now (straight-through)
-        package = package_token(patches, drop, scores[..., 0])
+        package = package_token(patches, drop, scores[..., 0]) \
+            if self.package else None
         tokens = self._set_aside(tokens, drop.detach() > 0, patches, package)
         return patches, package, replace(tokens, policy=keep)
 
@@ -141,7 +150,8 @@ class SPViT(TokenReducer):
         else:
             keep_idx, drop_idx = topk_split(scores[..., 0],
                                             N - self.num_removed(N))
-        package = package_mean(_gather(patches, drop_idx))
+        package = package_mean(_gather(patches, drop_idx)) \
+            if self.package else None
         moved = torch.zeros(B, N, dtype=torch.uint8, device=patches.device)
         moved = moved.scatter_(1, drop_idx, 1).bool()  # int: jit-traceable
         tokens = self._set_aside(tokens, moved, patches, package)

@@ -64,8 +64,12 @@ class TPSReducer(TokenReducer):
     Options:
         temperature (float): squeeze similarities are divided by it (the
             host weight stays ``e``, as the original). Defaults to 1.
+        squeeze (bool): False: plain pruning (DynamicViT / EViT without
+            fusion), the control of TPS's squeeze; a pruned position still
+            shows its most similar kept token to dense heads. Token
+            sequences only. Defaults to True.
     """
-    options = dict(temperature=1.0)
+    options = dict(temperature=1.0, squeeze=True)
     prunes = True
     supports_prop_attn = False
 
@@ -91,7 +95,7 @@ class TPSReducer(TokenReducer):
         keep_idx, prune_idx = topk_split(
             self.keep_scores(patches, tokens, attn), N - r)
         patches, plan = tps_squeeze(patches, keep_idx, prune_idx,
-                                    self.temperature)
+                                    self.temperature, fuse=self.squeeze)
         return patches, tokens.apply(plan)
 
     def _train_step(self, patches: Tensor, tokens: TokenMap, attn: Tuple):
@@ -102,7 +106,8 @@ class TPSReducer(TokenReducer):
         keep = self.train_keep(patches, prev, attn)
         pruned = (1. - keep) * prev  # pruned at this step
         patches, host = squeeze_train(
-            patches, keep, pruned, self.temperature, return_host=True)
+            patches, keep, pruned, self.temperature, return_host=True,
+            fuse=self.squeeze)
         own = torch.arange(N, device=patches.device).expand(B, N)
         plan = MergePlan(
             old2new=torch.where(pruned > 0, host, own), keep_idx=own)
@@ -138,6 +143,10 @@ class TPSReducer(TokenReducer):
         attention keys; the pruned positions point at their hosts, as at
         inference.
         """
+        if not self.squeeze:
+            raise ValueError(
+                f'`{self.key}.squeeze=False` (plain pruning) applies to '
+                'token sequences (ViT) only; Swin windows always squeeze.')
         BnW, N, C = x.shape
         ws = math.isqrt(int(N))
         real = window_real(labels, BnW, x.dtype)
@@ -171,10 +180,10 @@ class DTPS(TPSReducer):
     of each window, straight-through (**ours**).
 
     Options:
-        temperature (float): see :class:`TPSReducer`. Defaults to 1.
+        temperature, squeeze: see :class:`TPSReducer`.
         tau (float): Gumbel-softmax temperature. Defaults to 1.
     """
-    options = dict(temperature=1.0, tau=1.0)
+    options = dict(temperature=1.0, squeeze=True, tau=1.0)
     where = 'before_block'
     learns_keep = True
 
