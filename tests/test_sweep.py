@@ -310,3 +310,41 @@ def test_accuracy_only_sweep_then_timing_fills_the_same_rows(
     monkeypatch.setattr(sweep_mod, 'time_setting',
                         lambda *a, **k: pytest.fail('timed again'))
     tool.main([config, ckpt, '--out', out, '--settings'] + settings + TIMING)
+
+
+def test_pareto_tool_joins_sweeps_by_group(tmp_path, monkeypatch):
+    """Rows of two sweeps are tagged with their groups, the second
+    baseline is dropped, and every row reaches the plot."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'plot_pareto_tool', 'tools/analysis/plot_pareto.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    from mmtokenprune.analysis.sweep_store import write_rows
+
+    def row(setting, family, score, speedup):
+        return dict(setting=setting, family=family, score_name='mIoU',
+                    score=score, gflops_backbone=1.0 / speedup,
+                    speedup_backbone_b1=speedup)
+
+    for name, rows in (('free', [row('baseline', 'baseline', 30, 1.0),
+                                 row('ATME:r=2', 'ATME', 29, 1.5)]),
+                       ('tuned', [row('baseline', 'baseline', 30, 1.0),
+                                  row('dTPS:r=2+ckpt=a/b.pth', 'dTPS', 28,
+                                      1.6)])):
+        (tmp_path / name).mkdir()
+        write_rows(rows, str(tmp_path / name / 'sweep.csv'))
+    seen = {}
+    monkeypatch.setattr(tool, 'plot_pareto',
+                        lambda rows, *a, **k: seen.update(rows=rows))
+    tool.main([f'{tmp_path}/free:training-free', f'{tmp_path}/tuned:ft',
+               '--out', str(tmp_path / 'p.png')])
+    assert [(r['setting'], r['group']) for r in seen['rows']] == [
+        ('baseline', 'training-free'), ('ATME:r=2', 'training-free'),
+        ('dTPS:r=2+ckpt=a/b.pth', 'ft')]
+    monkeypatch.undo()
+    tool.main([f'{tmp_path}/free', f'{tmp_path}/tuned', '--out',
+               str(tmp_path / 'p.png'), '--no-labels'])
+    assert (tmp_path / 'p.png').stat().st_size > 1000
+    with pytest.raises(FileNotFoundError, match='no .*sweep.csv'):
+        tool.main([f'{tmp_path}/missing', '--out', str(tmp_path / 'q.png')])

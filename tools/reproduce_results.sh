@@ -32,6 +32,17 @@
 #                 saw), two seeds; ATME/ToMe training-free on each with
 #                 sliding-window inference (the training token count) and
 #                 whole frames
+#   xseq-balanced the stronger xseq baseline (4k iterations, class-balanced
+#                 cross-entropy); ATME and ToMe training-free at five
+#                 GFLOPs levels, and ATME's variants (checkerboard roles,
+#                 8-neighbourhood) at the two strongest; latency of every
+#                 setting at the 256x256 window the model sees
+#   reducers      every reducer fine-tuned 500 iterations from the xseq-balanced
+#                 baseline at ATME's GFLOPs (ATME, ToMe, dTPS, eTPS, SPViT,
+#                 ATME + learned CDCP), the plain-pruning controls (TPS
+#                 squeeze off, SPViT package off), the unpruned control, and
+#                 each reducer again with logit distillation from the
+#                 baseline; one sweep evaluates and times them all
 #
 # Outputs go under $WORK (default work_dirs/); each command's wall time is
 # printed. Latency uses one torch thread and process CPU time, robust to
@@ -306,12 +317,99 @@ stage_xseq() {
     done
 }
 
+BAL_CFG=configs/camvid/deit-t16_fcn_1xb4-4k-balanced_camvid-xseq-256x256.py
+BAL=$W/camvid_deit-t16_4k-bal-xseq
+XFT=configs/camvid  # the xseq fine-tunes: <reducer>_deit-t16_fcn_1xb4-500it-ft_camvid-xseq-256x256.py
+XFT_SUFFIX=deit-t16_fcn_1xb4-500it-ft_camvid-xseq-256x256.py
+# latency at the unit the xseq protocol runs: one 256x256 window, batch 1 and 6
+# (the six windows of a 480x360 frame)
+XSEQ_TIMING=(--image-size 256 256 --batch-sizes 1 6)
+
+stage_xseq_balanced() {
+    [[ -f $BAL/iter_4000.pth ]] || run python tools/train.py $BAL_CFG --work-dir $BAL
+    local s settings=(baseline)
+    for s in "keep_ratio=0.9" "keep_ratio=0.85,layers=0/3" "keep_ratio=0.75,layers=0/3" \
+             "keep_ratio=0.6,layers=0/3" "keep_ratio=0.5,layers=0/3"; do
+        settings+=("ATME:$s" "ToMe:$s")
+    done
+    for s in "keep_ratio=0.6,layers=0/3" "keep_ratio=0.5,layers=0/3"; do
+        settings+=("ATME:$s,roles=checkerboard" "ATME:$s,neighbourhood=8"
+                   "ATME:$s,roles=checkerboard,neighbourhood=8")
+    done
+    run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --accuracy-only \
+        --threads 2 --out $W/sweep_xseq_bal_trainingfree --settings "${settings[@]}"
+    run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --timing-only \
+        "${SWEEP_OPTS[@]}" "${XSEQ_TIMING[@]}" \
+        --out $W/sweep_xseq_bal_trainingfree --settings "${settings[@]}"
+}
+
+# name | config prefix | extra --cfg-options (space-separated) | sweep setting
+REDUCER_RUNS=(
+    "control|deit-t16_fcn_1xb4-500it-ft_camvid-xseq-256x256.py||baseline"
+    "atme|atme||ATME:keep_ratio=0.6,layers=0/3"
+    "tome|tome||ToMe:keep_ratio=0.6,layers=0/3"
+    "dtps|dtps||dTPS:keep_ratio=0.4,layers=3/6/9,prop_attn=0"
+    "dtps-plain|dtps|model.backbone.token_cfg.squeeze=False|dTPS:keep_ratio=0.4,layers=3/6/9,prop_attn=0,squeeze=0"
+    "etps|etps||eTPS:keep_ratio=0.4,layers=3/6/9,prop_attn=0"
+    "etps-plain|etps|model.backbone.token_cfg.squeeze=False|eTPS:keep_ratio=0.4,layers=3/6/9,prop_attn=0,squeeze=0"
+    "spvit|spvit||SPViT:keep_ratio=0.42,layers=3/6/9,prop_attn=0"
+    "spvit-plain|spvit|model.backbone.token_cfg.package=False|SPViT:keep_ratio=0.42,layers=3/6/9,prop_attn=0,package=0"
+    "atme-cdcp|atme-cdcp-learned||ATME:keep_ratio=0.6,layers=0/3+spec"
+)
+# logit distillation from the baseline (the teacher: reducers off)
+DISTILL_OPTS="model.type=mmtokenprune.PrunedEncoderDecoder model.distill.kl.temperature=1.0 model.distill.kl.loss_weight=0.5 model.distill.kl.ignore_index=255"
+DISTILLED=(atme tome dtps etps spvit atme-cdcp)
+
+reducer_train() {  # NAME CONFIG "OPTIONS" DIR
+    local name=$1 cfg=$2 opts=$3 d=$4 load=$BAL/iter_4000.pth
+    [[ -f $d/iter_500.pth ]] && return
+    if [[ $name == atme-cdcp* ]]; then
+        run python tools/init_cdcp_gates.py $cfg $load --mode open --out $d/init_gates.pth
+        load=$d/init_gates.pth
+    fi
+    # no validation during training: the sweep below evaluates every model
+    run python tools/train.py $cfg --work-dir $d --cfg-options load_from=$load \
+        randomness.seed=0 train_cfg.val_interval=100000 $opts
+    [[ $name != atme-cdcp* ]] || run python tools/export_pruned.py $cfg $d/iter_500.pth \
+        --out-dir $d/export
+}
+
+stage_reducers() {
+    need $BAL/iter_4000.pth xseq-balanced
+    local row name prefix opts setting cfg d settings=()
+    for row in "${REDUCER_RUNS[@]}"; do
+        IFS='|' read -r name prefix opts setting <<< "$row"
+        cfg=$XFT/$([[ $name == control ]] && echo $prefix || echo ${prefix}_$XFT_SUFFIX)
+        for kd in "" -distill; do
+            d=$W/camvid_xseq-ft_$name$kd
+            if [[ -n $kd ]]; then
+                [[ " ${DISTILLED[*]} " == *" $name "* ]] || continue
+                reducer_train $name $cfg "$opts $DISTILL_OPTS model.teacher.checkpoint=$BAL/iter_4000.pth" $d
+            else
+                reducer_train $name $cfg "$opts" $d
+            fi
+            if [[ $setting == *+spec ]]; then
+                settings+=("$setting=$d/export/prune_spec.json")
+            elif [[ $setting == baseline ]]; then
+                settings+=("ckpt=$d/iter_500.pth")
+            else
+                settings+=("$setting+ckpt=$d/iter_500.pth")
+            fi
+        done
+    done
+    run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --accuracy-only \
+        --threads 2 --out $W/sweep_xseq_reducers --settings baseline "${settings[@]}"
+    run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --timing-only \
+        "${SWEEP_OPTS[@]}" "${XSEQ_TIMING[@]}" \
+        --out $W/sweep_xseq_reducers --settings baseline "${settings[@]}"
+}
+
 stages=("$@")
-[[ ${#stages[@]} -gt 0 ]] || stages=(baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets deploy xseq)
+[[ ${#stages[@]} -gt 0 ]] || stages=(baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets deploy xseq xseq-balanced reducers)
 for s in "${stages[@]}"; do
     case $s in
-        baseline|trainingfree|finetune|cifar10|transfer|spvit|cdcp-learned|retime|budgets|deploy|xseq) ;;
-        *) echo "unknown stage '$s'; choose from: baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets deploy xseq" >&2
+        baseline|trainingfree|finetune|cifar10|transfer|spvit|cdcp-learned|retime|budgets|deploy|xseq|xseq-balanced|reducers) ;;
+        *) echo "unknown stage '$s'; choose from: baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets deploy xseq xseq-balanced reducers" >&2
            exit 2 ;;
     esac
 done

@@ -11,8 +11,15 @@ from .latency import CLOCK_TEXT
 
 __all__ = ['format_markdown', 'short_label', 'pareto_front', 'plot_pareto']
 
-MARKERS = {'ATME': 'o', 'ToMe': 's', 'spec': '^'}
-COLORS = {'ATME': 'tab:blue', 'ToMe': 'tab:orange', 'spec': 'tab:green'}
+MARKERS = {
+    'ATME': 'o', 'ToMe': 's', 'spec': '^', 'dTPS': 'v', 'eTPS': '<',
+    'SPViT': '>', 'baseline': 'X'
+}
+COLORS = {
+    'ATME': 'tab:blue', 'ToMe': 'tab:orange', 'spec': 'tab:green',
+    'dTPS': 'tab:purple', 'eTPS': 'tab:brown', 'SPViT': 'tab:pink',
+    'baseline': 'tab:red'
+}
 
 
 def _num(row: Dict, key: str) -> float:
@@ -157,18 +164,23 @@ def pareto_front(points: Sequence[Tuple[float, float]]) -> List[int]:
 def plot_pareto(rows: Sequence[Dict],
                 path: str,
                 batch: int = 1,
-                title: str = '') -> None:
+                title: str = '',
+                annotate: bool = True) -> None:
     """Accuracy against relative backbone latency and against GFLOPs.
 
     One marker per setting (shape by family), the baseline a large red
     star, the Pareto front dashed. Latency is the setting's over the
-    unreduced model's, both timed in the same run (1.0 = baseline).
+    unreduced model's, both timed in the same run (1.0 = baseline). Rows
+    of several sweeps may carry a ``group`` (e.g. 'training-free',
+    'fine-tuned'): the first group's markers are filled, the others'
+    hollow, and the legend names the group.
     """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     rows = [r for r in rows if not math.isnan(_num(r, 'score'))]
     name = _score_name(rows)
+    groups = list(dict.fromkeys(r['group'] for r in rows if 'group' in r))
     axes_keys = (('rel_latency', f'backbone latency at batch {batch}, '
                   'relative to the unreduced model'),
                  ('gflops_backbone', 'backbone GFLOPs per image'))
@@ -186,21 +198,26 @@ def plot_pareto(rows: Sequence[Dict],
             is_base = r.get('setting') == 'baseline'
             kind = family.split('+')[0]
             marker = 'P' if '+spec' in family else MARKERS.get(kind, 'D')
+            color = 'red' if is_base else COLORS.get(kind, 'tab:gray')
+            group = r.get('group')
+            hollow = group is not None and group != groups[0]
             ax.scatter(
                 x,
                 y,
                 marker='*' if is_base else marker,
                 s=260 if is_base else 60,
-                c='red' if is_base else COLORS.get(kind, 'tab:gray'),
+                c='none' if hollow else color,
                 zorder=3,
-                edgecolors='black',
-                linewidths=0.5,
-                label=None if is_base else family)
-            ax.annotate(
-                short_label(r['setting']), (x, y),
-                fontsize=7,
-                xytext=(4, 4),
-                textcoords='offset points')
+                edgecolors=color if hollow else 'black',
+                linewidths=1.5 if hollow else 0.5,
+                label=None if is_base else
+                (f'{family}, {group}' if group else family))
+            if annotate:
+                ax.annotate(
+                    short_label(r['setting']), (x, y),
+                    fontsize=7,
+                    xytext=(4, 4),
+                    textcoords='offset points')
         front = [points[i] for i in pareto_front(points)]
         ax.plot([p[0] for p in front], [p[1] for p in front],
                 '--',
