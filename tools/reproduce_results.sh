@@ -369,7 +369,7 @@ reducer_train() {  # NAME CONFIG "OPTIONS" DIR
     fi
     # no validation during training: the sweep below evaluates every model
     run python tools/train.py $cfg --work-dir $d --cfg-options load_from=$load \
-        randomness.seed=0 train_cfg.val_interval=100000 $opts
+        randomness.seed=0 val_cfg=None val_dataloader=None val_evaluator=None $opts
     [[ $name != atme-cdcp* ]] || run python tools/export_pruned.py $cfg $d/iter_500.pth \
         --out-dir $d/export
 }
