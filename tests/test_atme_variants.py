@@ -46,8 +46,27 @@ def test_variant_reaches_the_plan(monkeypatch, variant):
     assert out.shape == (2, 32, 4, 4)  # un-merged to the full grid
 
 
+@pytest.mark.parametrize('metric,width', [('keys', 16), ('tokens', 32)])
+def test_metric_option_picks_what_is_compared(monkeypatch, metric, width):
+    """Keys averaged over heads (head width 16) or the patch tokens (the
+    layer width, 32)."""
+    widths = []
+    plan = matching.atme_plan
+
+    def spy(metric_, *args, **kwargs):
+        widths.append(metric_.shape[-1])
+        return plan(metric_, *args, **kwargs)
+
+    monkeypatch.setattr(
+        'mmtokenprune.models.reducers.matching.atme_plan', spy)
+    with torch.no_grad():
+        _vit(metric=metric)(torch.randn(1, 3, 64, 64))
+    assert widths == [width, width]
+
+
 @pytest.mark.parametrize('key,value', [('roles', 'random'),
-                                       ('neighbourhood', 6)])
+                                       ('neighbourhood', 6),
+                                       ('metric', 'values')])
 def test_bad_values_name_the_key_and_the_choices(key, value):
     with pytest.raises(ValueError, match=rf'token_cfg.{key}.*one of'):
         _vit(**{key: value})

@@ -193,10 +193,21 @@ class TokenReducer(nn.Module):
         r = self.num_removed(N)
         if r == 0:
             return patches, tokens, None
-        E, keys = self.num_extra_tokens, attn[1]
-        plan = self.plan(keys[:, :, E:E + N].mean(dim=1), tokens, r)
+        plan = self.plan(self.match_features(patches, attn[1]), tokens, r)
         patches = merge_tokens(patches, plan, tokens.size)
         return patches, tokens.apply(plan), None
+
+    def match_features(self, patches: Tensor, keys: Tensor) -> Tensor:
+        """``(B, N, d)`` features :meth:`plan` compares: the layer's
+        attention keys of the patch tokens averaged over heads (ToMe's
+        choice).
+
+        Args:
+            patches (Tensor): ``(B, N, C)`` patch tokens.
+            keys (Tensor): ``(B, heads, E + N + T, d)`` keys of all tokens.
+        """
+        E, N = self.num_extra_tokens, patches.shape[1]
+        return keys[:, :, E:E + N].mean(dim=1)
 
     # ------------------------------------------------------------- windows
     def window_reduce(self,

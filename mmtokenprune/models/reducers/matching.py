@@ -1,6 +1,8 @@
 """ATME and ToMe: reducers that fold matched tokens into others."""
 from ...ops import atme_plan, tome_plan
 from ...ops.matching import NEIGHBOURHOODS, ROLES
+
+METRICS = ('keys', 'tokens')
 from ...ops.window import layout_tensors
 from ...ops.window_matching import (atme_window_roles, atme_window_scores,
                                     tome_window_roles, tome_window_scores)
@@ -47,10 +49,13 @@ class ATME(TokenReducer):
     - ``roles``: ``'axis'`` (sources and destinations alternate along the
       layer's axis) or ``'checkerboard'`` (along both axes, so a source
       has up to four touching destinations instead of two);
-    - ``neighbourhood``: 4, or 8 (regions touching at a corner match too).
+    - ``neighbourhood``: 4, or 8 (regions touching at a corner match too);
+    - ``metric``: ``'keys'`` (the layer's attention keys averaged over
+      heads, as ToMe) or ``'tokens'`` (the patch tokens themselves, after
+      the attention's residual).
     """
 
-    options = dict(roles='axis', neighbourhood=4)
+    options = dict(roles='axis', neighbourhood=4, metric='keys')
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -60,6 +65,14 @@ class ATME(TokenReducer):
         if self.neighbourhood not in NEIGHBOURHOODS:
             raise ValueError(f'`{self.key}.neighbourhood` must be one of '
                              f'{NEIGHBOURHOODS}, got {self.neighbourhood!r}.')
+        if self.metric not in METRICS:
+            raise ValueError(f'`{self.key}.metric` must be one of {METRICS}, '
+                             f'got {self.metric!r}.')
+
+    def match_features(self, patches, keys):
+        if self.metric == 'tokens':
+            return patches
+        return super().match_features(patches, keys)
 
     @property
     def axis(self) -> int:
@@ -71,12 +84,14 @@ class ATME(TokenReducer):
                          neighbourhood=self.neighbourhood)
 
     def window_roles(self, window_size, device=None):
-        if (self.roles, self.neighbourhood) != ('axis', 4):
+        if (self.roles, self.neighbourhood, self.metric) != ('axis', 4,
+                                                            'keys'):
             raise ValueError(
-                f"`{self.key}`: ATME's roles={self.roles!r} and "
-                f'neighbourhood={self.neighbourhood} apply to token '
-                "sequences (ViT) only; Swin windows take roles='axis', "
-                'neighbourhood=4.')
+                f"`{self.key}`: ATME's roles={self.roles!r}, "
+                f'neighbourhood={self.neighbourhood} and '
+                f'metric={self.metric!r} apply to token sequences (ViT) '
+                "only; Swin windows take roles='axis', neighbourhood=4, "
+                "metric='keys' (they match on the block's input).")
         return atme_window_roles(window_size, self.axis, device)
 
     def window_scores(self, metric, src_idx, dst_idx):
