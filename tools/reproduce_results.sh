@@ -35,7 +35,7 @@
 #   xseq-balanced the stronger xseq baseline (4k iterations, class-balanced
 #                 cross-entropy); ATME and ToMe training-free at five
 #                 GFLOPs levels, and ATME's variants (checkerboard roles,
-#                 8-neighbourhood) at the two strongest; latency of every
+#                 8-neighbourhood, matching on tokens) at the two strongest; latency of every
 #                 setting at the 256x256 window the model sees
 #   reducers      every reducer fine-tuned 500 iterations from the xseq-balanced
 #                 baseline at ATME's GFLOPs (ATME, ToMe, dTPS, eTPS, SPViT,
@@ -334,7 +334,7 @@ stage_xseq_balanced() {
     done
     for s in "keep_ratio=0.6,layers=0/3" "keep_ratio=0.5,layers=0/3"; do
         settings+=("ATME:$s,roles=checkerboard" "ATME:$s,neighbourhood=8"
-                   "ATME:$s,roles=checkerboard,neighbourhood=8")
+                   "ATME:$s,roles=checkerboard,neighbourhood=8" "ATME:$s,metric=tokens")
     done
     run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --accuracy-only \
         --threads 2 --out $W/sweep_xseq_bal_trainingfree --settings "${settings[@]}"
