@@ -43,6 +43,8 @@
 #                 squeeze off, SPViT package off), the unpruned control, and
 #                 each reducer again with logit distillation from the
 #                 baseline; one sweep evaluates and times them all
+#   reducers-seed1  the fine-tunes without distillation again with seed 1
+#                 (the noise of the rankings), accuracy only
 #
 # Outputs go under $WORK (default work_dirs/); each command's wall time is
 # printed. Latency uses one torch thread and process CPU time, robust to
@@ -360,8 +362,8 @@ REDUCER_RUNS=(
 DISTILL_OPTS="model.type=mmtokenprune.PrunedEncoderDecoder model.distill.kl.temperature=1.0 model.distill.kl.loss_weight=0.5 model.distill.kl.ignore_index=255"
 DISTILLED=(atme tome dtps etps spvit atme-cdcp)
 
-reducer_train() {  # NAME CONFIG "OPTIONS" DIR
-    local name=$1 cfg=$2 opts=$3 d=$4 load=$BAL/iter_4000.pth
+reducer_train() {  # NAME CONFIG "OPTIONS" DIR [SEED]
+    local name=$1 cfg=$2 opts=$3 d=$4 seed=${5:-0} load=$BAL/iter_4000.pth
     [[ -f $d/iter_500.pth ]] && return
     if [[ $name == atme-cdcp* ]]; then
         run python tools/init_cdcp_gates.py $cfg $load --mode open --out $d/init_gates.pth
@@ -369,7 +371,7 @@ reducer_train() {  # NAME CONFIG "OPTIONS" DIR
     fi
     # no validation during training: the sweep below evaluates every model
     run python tools/train.py $cfg --work-dir $d --cfg-options load_from=$load \
-        randomness.seed=0 val_cfg=None val_dataloader=None val_evaluator=None $opts
+        randomness.seed=$seed val_cfg=None val_dataloader=None val_evaluator=None $opts
     [[ $name != atme-cdcp* ]] || run python tools/export_pruned.py $cfg $d/iter_500.pth \
         --out-dir $d/export
 }
@@ -404,12 +406,34 @@ stage_reducers() {
         --out $W/sweep_xseq_reducers --settings baseline "${settings[@]}"
 }
 
+# The noise of the fine-tune rankings: the runs without distillation again
+# with seed 1 (the same baseline; data order, drop path and Gumbel noise
+# change), accuracy only (latency: stage reducers).
+stage_reducers_seed1() {
+    need $BAL/iter_4000.pth xseq-balanced
+    local row name prefix opts setting cfg d settings=()
+    for row in "${REDUCER_RUNS[@]}"; do
+        IFS='|' read -r name prefix opts setting <<< "$row"
+        [[ $name != atme-cdcp ]] || continue
+        cfg=$XFT/$([[ $name == control ]] && echo $prefix || echo ${prefix}_$XFT_SUFFIX)
+        d=$W/camvid_xseq-ft_${name}_seed1
+        reducer_train $name $cfg "$opts" $d 1
+        if [[ $setting == baseline ]]; then
+            settings+=("ckpt=$d/iter_500.pth")
+        else
+            settings+=("$setting+ckpt=$d/iter_500.pth")
+        fi
+    done
+    run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --accuracy-only \
+        --threads 2 --out $W/sweep_xseq_reducers_seed1 --settings baseline "${settings[@]}"
+}
+
 stages=("$@")
-[[ ${#stages[@]} -gt 0 ]] || stages=(baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets deploy xseq xseq-balanced reducers)
+[[ ${#stages[@]} -gt 0 ]] || stages=(baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets deploy xseq xseq-balanced reducers reducers-seed1)
 for s in "${stages[@]}"; do
     case $s in
-        baseline|trainingfree|finetune|cifar10|transfer|spvit|cdcp-learned|retime|budgets|deploy|xseq|xseq-balanced|reducers) ;;
-        *) echo "unknown stage '$s'; choose from: baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets deploy xseq xseq-balanced reducers" >&2
+        baseline|trainingfree|finetune|cifar10|transfer|spvit|cdcp-learned|retime|budgets|deploy|xseq|xseq-balanced|reducers|reducers-seed1) ;;
+        *) echo "unknown stage '$s'; choose from: baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets deploy xseq xseq-balanced reducers reducers-seed1" >&2
            exit 2 ;;
     esac
 done
