@@ -297,8 +297,12 @@ def test_accuracy_only_sweep_then_timing_fills_the_same_rows(
 
     monkeypatch.setattr(sweep_mod, 'evaluate_setting',
                         lambda *a: pytest.fail('evaluated again'))
+    # the timing run may use other threads and another input than the
+    # accuracy run (nothing was timed there); its FLOPs replace the row's
+    assert TIMING[:3] == ['--image-size', '48', '64']
+    timing = ['--image-size', '32', '48', '--threads', '1'] + TIMING[3:]
     tool.main([config, ckpt, '--timing-only', '--out', out, '--settings'] +
-              settings + TIMING)
+              settings + timing)
     assert seen['clock']
     with open(osp.join(out, 'sweep.csv'), newline='') as f:
         second = list(csv.DictReader(f))
@@ -306,10 +310,17 @@ def test_accuracy_only_sweep_then_timing_fills_the_same_rows(
         assert after['score'] == before['score']
         assert after['checkpoint'] == ckpt
         assert float(after['speedup_backbone_b1']) > 0
+        assert after['image_size'] == '32x48'
+        assert float(after['gflops_backbone']) < float(
+            before['gflops_backbone'])
+    # a timed row binds the next run to its timing
+    with pytest.raises(ValueError, match='was measured with'):
+        tool.main([config, ckpt, '--timing-only', '--out', out,
+                   '--settings', 'ToMe:r=1'] + TIMING)
     # both halves there: a full sweep has nothing left to do
     monkeypatch.setattr(sweep_mod, 'time_setting',
                         lambda *a, **k: pytest.fail('timed again'))
-    tool.main([config, ckpt, '--out', out, '--settings'] + settings + TIMING)
+    tool.main([config, ckpt, '--out', out, '--settings'] + settings + timing)
 
 
 def test_pareto_tool_joins_sweeps_by_group(tmp_path, monkeypatch):

@@ -65,6 +65,11 @@ def write_rows(rows: Sequence[Dict], path: str) -> None:
 def check_resumable(rows: Dict[str, Dict], how: Dict, path: str) -> None:
     """Check that every stored row was measured as this run measures.
 
+    A row with nothing timed (from ``--accuracy-only``) is bound to its
+    checkpoint only: its score does not depend on the threads or the timing
+    input, and a timing run recounts the FLOPs at its own input size when
+    it fills the row's latencies.
+
     Args:
         rows (dict[str, dict]): stored rows (see :func:`read_rows`).
         how (dict): this run's ``sweep_checkpoint``, ``image_size``,
@@ -76,15 +81,26 @@ def check_resumable(rows: Dict[str, Dict], how: Dict, path: str) -> None:
             run's.
     """
     for text, row in rows.items():
+        keys = how if _timed(row) else {
+            k: v
+            for k, v in how.items() if k == 'sweep_checkpoint'
+        }
         clash = {
             k: row.get(k)
-            for k, v in how.items() if str(row.get(k)) != str(v)
+            for k, v in keys.items() if str(row.get(k)) != str(v)
             and _parse_cell(str(row.get(k))) != _parse_cell(str(v))
         }
         if clash:
             raise ValueError(f'{path}: row {text!r} was measured with '
                              f'{clash}, this run with {how}; use another '
                              'output folder (--out).')
+
+
+def _timed(row: Dict) -> bool:
+    """Whether a stored row holds a latency."""
+    return any(
+        k.startswith('speedup_backbone_b') and v not in ('', None)
+        for k, v in row.items())
 
 
 def row_serves(row: Optional[Dict], need_score: bool,
@@ -102,7 +118,4 @@ def row_serves(row: Optional[Dict], need_score: bool,
     if row is None:
         return False
     has_score = row.get('score', '') not in ('', None)
-    has_timing = any(
-        k.startswith('speedup_backbone_b') and v not in ('', None)
-        for k, v in row.items())
-    return (has_score or not need_score) and (has_timing or not need_timing)
+    return (has_score or not need_score) and (_timed(row) or not need_timing)
