@@ -45,6 +45,8 @@
 #                 the baseline; one sweep evaluates and times them all
 #   reducers-seed1  the ranked pairs (ATME/ToMe, TPS/SPViT and their plain
 #                 pruning, the control) again with seed 1, accuracy only
+#   atme-variants ATME's variants training-free on the two 2k xseq models;
+#                 the best (8-neighbourhood) fine-tuned, seeds 0 and 1
 #
 # Outputs go under $WORK (default work_dirs/); each command's wall time is
 # printed. Latency uses one torch thread and process CPU time, robust to
@@ -432,12 +434,40 @@ stage_reducers_seed1() {
         --threads 2 --out $W/sweep_xseq_reducers_seed1 --settings baseline "${settings[@]}"
 }
 
+# ATME's variants: training-free on the two 2k xseq models as well (three
+# models in all with stage xseq-balanced), then the best of them
+# (neighbourhood=8) fine-tuned as stage reducers fine-tunes ATME, seeds 0, 1
+stage_atme_variants() {
+    need $BAL/iter_4000.pth xseq-balanced
+    local d out seed suffix settings=()
+    for d in $XSEQ ${XSEQ}_seed1; do
+        need $d/iter_2000.pth xseq
+        out=$W/sweep_variants_${d#$W/camvid_deit-t16_}
+        run python tools/analysis/sweep.py $XSEQ_CFG $d/iter_2000.pth --accuracy-only \
+            --threads 2 --out $out --settings baseline ATME:keep_ratio=0.6,layers=0/3 \
+            ToMe:keep_ratio=0.6,layers=0/3 ATME:keep_ratio=0.6,layers=0/3,neighbourhood=8 \
+            ATME:keep_ratio=0.6,layers=0/3,metric=tokens \
+            ATME:keep_ratio=0.5,layers=0/3,neighbourhood=8 \
+            ATME:keep_ratio=0.5,layers=0/3,metric=tokens \
+            ATME:keep_ratio=0.6,layers=0/3,roles=checkerboard
+    done
+    for seed in 0 1; do
+        suffix=$([[ $seed == 0 ]] || echo _seed1)
+        d=$W/camvid_xseq-ft_atme-n8$suffix
+        reducer_train atme-n8 $XFT/atme_$XFT_SUFFIX \
+            "model.backbone.token_cfg.neighbourhood=8" $d $seed
+        settings+=("ATME:keep_ratio=0.6,layers=0/3,neighbourhood=8+ckpt=$d/iter_500.pth")
+    done
+    run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --accuracy-only \
+        --threads 2 --out $W/sweep_xseq_atme_variants --settings baseline "${settings[@]}"
+}
+
 stages=("$@")
-[[ ${#stages[@]} -gt 0 ]] || stages=(baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets deploy xseq xseq-balanced reducers reducers-seed1)
+[[ ${#stages[@]} -gt 0 ]] || stages=(baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets deploy xseq xseq-balanced reducers reducers-seed1 atme-variants)
 for s in "${stages[@]}"; do
     case $s in
-        baseline|trainingfree|finetune|cifar10|transfer|spvit|cdcp-learned|retime|budgets|deploy|xseq|xseq-balanced|reducers|reducers-seed1) ;;
-        *) echo "unknown stage '$s'; choose from: baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets deploy xseq xseq-balanced reducers reducers-seed1" >&2
+        baseline|trainingfree|finetune|cifar10|transfer|spvit|cdcp-learned|retime|budgets|deploy|xseq|xseq-balanced|reducers|reducers-seed1|atme-variants) ;;
+        *) echo "unknown stage '$s'; choose from: baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets deploy xseq xseq-balanced reducers reducers-seed1 atme-variants" >&2
            exit 2 ;;
     esac
 done
