@@ -345,6 +345,12 @@ stage_xseq_balanced() {
     run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --timing-only \
         "${SWEEP_OPTS[@]}" "${XSEQ_TIMING[@]}" \
         --out $W/sweep_xseq_bal_trainingfree --settings "${settings[@]}"
+    # merge maps of one 0006R0 frame (docs/figures/camvid_xseq_merge_*.png)
+    for s in ATME ToMe; do
+        run python tools/analysis/visualize_merge.py $BAL_CFG $BAL/iter_4000.pth \
+            ../shared/data/camvid/images/train/0006R0_f02400.png \
+            --setting "$s:keep_ratio=0.5,layers=0/3" --layers 0 3 --out-dir $W/vis_xseq_bal/$s
+    done
 }
 
 # name | config prefix | extra --cfg-options (space-separated) | sweep setting
