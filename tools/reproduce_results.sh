@@ -417,6 +417,10 @@ stage_reducers() {
     run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --timing-only \
         "${SWEEP_OPTS[@]}" "${XSEQ_TIMING[@]}" \
         --out $W/sweep_xseq_reducers --settings baseline "${settings[@]}"
+    # one Pareto plot: the training-free settings (stage xseq-balanced) and these
+    run python tools/analysis/plot_pareto.py $W/sweep_xseq_bal_trainingfree:training-free \
+        $W/sweep_xseq_reducers:fine-tuned --out $W/camvid_xseq_pareto.png --no-labels \
+        --title "CamVid xseq (0006R0, sliding 256x256): mIoU vs backbone latency (256x256, b1) and GFLOPs"
 }
 
 # The noise of the fine-tune rankings: the runs of SEED1 again with seed 1
