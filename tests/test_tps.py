@@ -120,7 +120,7 @@ def test_unmerge_after_squeezing_duplicates_is_identity(cls, monkeypatch):
     (dict(type='eTPS', keep_ratio=0.5, prop_attn=True),
      r'token_cfg.prop_attn.*eTPS'),
     (dict(type='dTPS', keep_ratio=0.5, tau=1., temprature=2.),
-     r"unknown keys \['temprature'\].*\['tau', 'temperature'\]"),
+     r"unknown keys \['temprature'\].*\['squeeze', 'tau', 'temperature'\]"),
 ])
 def test_bad_settings_are_named(token_cfg, match):
     with pytest.raises(ValueError, match=match):
