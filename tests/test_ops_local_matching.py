@@ -106,6 +106,12 @@ def _one_similar_neighbour(src_yx, offset):
     ('axis', 4, (1, 1), (1, 0), False),
     ('axis', 4, (1, 1), (1, 1), False),
     ('axis', 8, (1, 1), (1, 1), True),
+    # every diagonal direction (local and dense share the neighbour
+    # geometry, so it is pinned here, not by their equality)
+    ('axis', 8, (1, 1), (1, -1), True),
+    ('axis', 8, (1, 1), (-1, -1), True),
+    ('axis', 8, (1, 1), (-1, 1), True),
+    ('axis', 4, (1, 1), (1, -1), False),
     ('axis', 8, (1, 1), (1, 0), False),
     ('checkerboard', 4, (1, 2), (1, 0), True),
     ('checkerboard', 4, (1, 2), (0, -1), True),

@@ -24,7 +24,7 @@ Plans are computed under ``no_grad``: they are index bookkeeping.
 """
 import functools
 import math
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -159,15 +159,38 @@ def _atme_roles(tokens: TokenMap, axis: int, roles: str = 'axis') -> Tensor:
     return odd.argsort(dim=1, descending=True, stable=True)  # odd first
 
 
+# Offsets (dy, dx) of a cell's neighbours, one per unordered pair: right and
+# below (4-neighbourhood), then the two diagonals below (8-neighbourhood).
+_OFFSETS = {4: ((0, 1), (1, 0)), 8: ((0, 1), (1, 0), (1, 1), (1, -1))}
+
+
+def _neighbour_pairs(t: Tensor, neighbourhood: int,
+                     dim: int) -> List[Tuple[Tensor, Tensor]]:
+    """Views ``(moved, origin)`` of ``t`` for every neighbour offset: the
+    cells at ``(y + dy, x + dx)`` and at ``(y, x)``, aligned, for every
+    pair inside the grid. ``t``'s grid axes are ``dim`` (H) and
+    ``dim + 1`` (W). The one definition of which cells touch."""
+
+    def cut(offset: int, moved: bool) -> slice:
+        if offset == 0:
+            return slice(None)
+        if (offset > 0) == moved:
+            return slice(abs(offset), None)
+        return slice(None, -abs(offset))
+
+    lead = (slice(None), ) * dim
+    return [(t[lead + (cut(dy, True), cut(dx, True))],
+             t[lead + (cut(dy, False), cut(dx, False))])
+            for dy, dx in _OFFSETS[neighbourhood]]
+
+
 def _make_cell_pairs(grid: Tuple[int, int], device: Optional[torch.device],
                      neighbourhood: int = 4) -> Tensor:
     H, W = grid
     cell = torch.arange(H * W, device=device).view(H, W)
-    first, second = [cell[:, 1:], cell[1:]], [cell[:, :-1], cell[:-1]]
-    if neighbourhood == 8:
-        first += [cell[1:, 1:], cell[1:, :-1]]
-        second += [cell[:-1, :-1], cell[:-1, 1:]]
-    return torch.cat([c.flatten() for c in first + second])
+    pairs = _neighbour_pairs(cell, neighbourhood, 0)
+    return torch.cat([m.flatten() for m, _ in pairs] +
+                     [o.flatten() for _, o in pairs])
 
 
 _cached_cell_pairs = functools.lru_cache(maxsize=16)(_make_cell_pairs)
@@ -187,12 +210,9 @@ def _cell_pairs(grid: Tuple[int, int], device: Optional[torch.device],
 def _neighbour_cosines(cells: Tensor, neighbourhood: int) -> Tensor:
     """``(B, U)`` cosines of the cell pairs of :func:`_cell_pairs` from
     ``(B, H, W, d)`` unit vectors."""
-    parts = [(cells[:, :, 1:] * cells[:, :, :-1]).sum(-1),
-             (cells[:, 1:] * cells[:, :-1]).sum(-1)]
-    if neighbourhood == 8:
-        parts += [(cells[:, 1:, 1:] * cells[:, :-1, :-1]).sum(-1),
-                  (cells[:, 1:, :-1] * cells[:, :-1, 1:]).sum(-1)]
-    return torch.cat([p.flatten(1) for p in parts], 1)
+    return torch.cat([(m * o).sum(-1).flatten(1)
+                      for m, o in _neighbour_pairs(cells, neighbourhood, 1)],
+                     1)
 
 
 def _touching_best(metric: Tensor, tokens: TokenMap, rank: Tensor,
@@ -372,13 +392,9 @@ def _touching_pairs(tokens: TokenMap, src_pos: Tensor, dst_pos: Tensor,
     """
     g = tokens.assign_grid()
     B = g.shape[0]
-    a = [g[:, :, :-1], g[:, :-1, :]]
-    b = [g[:, :, 1:], g[:, 1:, :]]
-    if neighbourhood == 8:
-        a += [g[:, :-1, :-1], g[:, :-1, 1:]]
-        b += [g[:, 1:, 1:], g[:, 1:, :-1]]
-    a = torch.cat([t.reshape(B, -1) for t in a], dim=1)
-    b = torch.cat([t.reshape(B, -1) for t in b], dim=1)
+    pairs = _neighbour_pairs(g, neighbourhood, 1)
+    a = torch.cat([o.reshape(B, -1) for _, o in pairs], dim=1)
+    b = torch.cat([m.reshape(B, -1) for m, _ in pairs], dim=1)
     a, b = torch.cat([a, b], dim=1), torch.cat([b, a], dim=1)
     ps, pd = src_pos.gather(1, a), dst_pos.gather(1, b)
     valid = (ps >= 0) & (pd >= 0)
