@@ -115,6 +115,18 @@ class TokenReducer(nn.Module):
                 f"type='{cls.__name__}'; allowed: {list(TokenCfg.COMMON)} "
                 f'and its own {sorted(cls.options)}.')
 
+    def check_choice(self, name: str, choices) -> None:
+        """Refuse a value of option ``name`` outside ``choices``, naming
+        the key and the allowed values.
+
+        Raises:
+            ValueError: if ``getattr(self, name)`` is not in ``choices``.
+        """
+        value = getattr(self, name)
+        if value not in choices:
+            raise ValueError(f'`{self.key}.{name}` must be one of '
+                             f'{list(choices)}; got {value!r}.')
+
     def num_removed(self, num_tokens: int, where: str = '') -> int:
         """Tokens this step removes from ``num_tokens`` (checked)."""
         key = f'{self.key} ({where})' if where else self.key

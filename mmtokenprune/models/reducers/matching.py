@@ -1,8 +1,6 @@
 """ATME and ToMe: reducers that fold matched tokens into others."""
 from ...ops import atme_plan, tome_plan
 from ...ops.matching import NEIGHBOURHOODS, ROLES
-
-METRICS = ('keys', 'tokens')
 from ...ops.window import layout_tensors
 from ...ops.window_matching import (atme_window_roles, atme_window_scores,
                                     tome_window_roles, tome_window_scores)
@@ -10,6 +8,8 @@ from ...registry import TOKEN_REDUCERS
 from .base import TokenReducer
 
 __all__ = ['ATME', 'ToMe']
+
+METRICS = ('keys', 'tokens')
 
 
 @TOKEN_REDUCERS.register_module()
@@ -59,15 +59,9 @@ class ATME(TokenReducer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.roles not in ROLES:
-            raise ValueError(f'`{self.key}.roles` must be one of {ROLES}, '
-                             f'got {self.roles!r}.')
-        if self.neighbourhood not in NEIGHBOURHOODS:
-            raise ValueError(f'`{self.key}.neighbourhood` must be one of '
-                             f'{NEIGHBOURHOODS}, got {self.neighbourhood!r}.')
-        if self.metric not in METRICS:
-            raise ValueError(f'`{self.key}.metric` must be one of {METRICS}, '
-                             f'got {self.metric!r}.')
+        self.check_choice('roles', ROLES)
+        self.check_choice('neighbourhood', NEIGHBOURHOODS)
+        self.check_choice('metric', METRICS)
 
     def match_features(self, patches, keys):
         if self.metric == 'tokens':

@@ -89,9 +89,7 @@ class SPViT(TokenReducer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.dense not in DENSE:
-            raise ValueError(f'`{self.key}.dense` must be one of '
-                             f'{list(DENSE)}; got {self.dense!r}.')
+        self.check_choice('dense', DENSE)
         if not self.package and self.dense == 'package':
             raise ValueError(f"`{self.key}.dense='package'` needs "
                              "package=True; use dense='last'.")
