@@ -80,10 +80,17 @@ def squeeze_tokens(kept: Tensor,
         tuple[Tensor, Tensor]: the squeezed reserved tokens ``(B, Nr, C)``
         and each pruned token's host ``(B, Np)`` (an index into ``kept``).
     """
+    sim, host = _best_host(kept, pruned, temperature)
+    return _fuse(kept, pruned, host, sim.exp()), host
+
+
+def _best_host(kept: Tensor, pruned: Tensor,
+               temperature: float) -> Tuple[Tensor, Tensor]:
+    """``(B, Np)`` each pruned token's best similarity to a kept token
+    (divided by ``temperature``) and that token's index in ``kept``."""
     if kept.shape[1] == 0:
         raise ValueError('squeeze_tokens needs at least one kept token.')
-    sim, host = (_cosine(pruned, kept) / temperature).max(dim=-1)
-    return _fuse(kept, pruned, host, sim.exp()), host
+    return (_cosine(pruned, kept) / temperature).max(dim=-1)
 
 
 def squeeze_plan(keep_idx: Tensor, prune_idx: Tensor,
@@ -145,11 +152,11 @@ def tps_squeeze(x: Tensor,
         >>> tokens = tokens.apply(plan)
     """
     kept, pruned = _gather(x, keep_idx), _gather(x, prune_idx)
-    if not fuse:
-        host = _cosine(pruned, kept).argmax(dim=-1)
-        return kept, squeeze_plan(keep_idx, prune_idx, host)
-    y, host = squeeze_tokens(kept, pruned, temperature)
-    return y, squeeze_plan(keep_idx, prune_idx, host)
+    if fuse:
+        kept, host = squeeze_tokens(kept, pruned, temperature)
+    else:
+        host = _best_host(kept, pruned, temperature)[1]
+    return kept, squeeze_plan(keep_idx, prune_idx, host)
 
 
 def squeeze_train(x: Tensor,
