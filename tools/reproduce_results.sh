@@ -340,11 +340,8 @@ stage_xseq_balanced() {
         settings+=("ATME:$s,roles=checkerboard" "ATME:$s,neighbourhood=8"
                    "ATME:$s,roles=checkerboard,neighbourhood=8" "ATME:$s,metric=tokens")
     done
-    run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --accuracy-only \
-        --threads 2 --out $W/sweep_xseq_bal_trainingfree --settings "${settings[@]}"
-    run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --timing-only \
-        "${SWEEP_OPTS[@]}" "${XSEQ_TIMING[@]}" \
-        --out $W/sweep_xseq_bal_trainingfree --settings "${settings[@]}"
+    xseq_accuracy $W/sweep_xseq_bal_trainingfree "${settings[@]}"
+    xseq_timing $W/sweep_xseq_bal_trainingfree "${settings[@]}"
     # merge maps of one 0006R0 frame (docs/figures/camvid_xseq_merge_*.png)
     for s in ATME ToMe; do
         run python tools/analysis/visualize_merge.py $BAL_CFG $BAL/iter_4000.pth \
@@ -353,9 +350,10 @@ stage_xseq_balanced() {
     done
 }
 
-# name | config prefix | extra --cfg-options (space-separated) | sweep setting
+# name | config prefix ('' for the control) | extra --cfg-options
+# (space-separated) | sweep setting
 REDUCER_RUNS=(
-    "control|deit-t16_fcn_1xb4-500it-ft_camvid-xseq-256x256.py||baseline"
+    "control|||baseline"
     "atme|atme||ATME:keep_ratio=0.6,layers=0/3"
     "tome|tome||ToMe:keep_ratio=0.6,layers=0/3"
     "dtps|dtps||dTPS:keep_ratio=0.4,layers=3/6/9,prop_attn=0"
@@ -374,6 +372,32 @@ DISTILLED=(atme dtps spvit)
 # the pairs the rankings rest on, again with seed 1
 # (dTPS and eTPS are left out: their gaps to plain pruning are 7-10 mIoU)
 SEED1=(control atme tome spvit spvit-plain)
+
+reducer_config() {  # PREFIX: the xseq fine-tune config ('' for the control)
+    echo "$XFT/${1:+${1}_}$XFT_SUFFIX"
+}
+
+reducer_setting() {  # SETTING DIR: the sweep setting that evaluates DIR's model
+    case $1 in
+        *+spec) echo "$1=$2/export/prune_spec.json" ;;
+        baseline) echo "ckpt=$2/iter_500.pth" ;;
+        *) echo "$1+ckpt=$2/iter_500.pth" ;;
+    esac
+}
+
+xseq_accuracy() {  # OUT SETTING...: evaluate on the balanced baseline's protocol
+    local out=$1
+    shift
+    run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --accuracy-only \
+        --threads 2 --out $out --settings "$@"
+}
+
+xseq_timing() {  # OUT SETTING...: time one 256x256 window, batch 1 and 6
+    local out=$1
+    shift
+    run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --timing-only \
+        "${SWEEP_OPTS[@]}" "${XSEQ_TIMING[@]}" --out $out --settings "$@"
+}
 
 reducer_train() {  # NAME CONFIG "OPTIONS" DIR [SEED]
     local name=$1 cfg=$2 opts=$3 d=$4 seed=${5:-0} load=$BAL/iter_4000.pth
@@ -394,7 +418,7 @@ stage_reducers() {
     local row name prefix opts setting cfg d settings=()
     for row in "${REDUCER_RUNS[@]}"; do
         IFS='|' read -r name prefix opts setting <<< "$row"
-        cfg=$XFT/$([[ $name == control ]] && echo $prefix || echo ${prefix}_$XFT_SUFFIX)
+        cfg=$(reducer_config "$prefix")
         for kd in "" -distill; do
             d=$W/camvid_xseq-ft_$name$kd
             if [[ -n $kd ]]; then
@@ -403,20 +427,11 @@ stage_reducers() {
             else
                 reducer_train $name $cfg "$opts" $d
             fi
-            if [[ $setting == *+spec ]]; then
-                settings+=("$setting=$d/export/prune_spec.json")
-            elif [[ $setting == baseline ]]; then
-                settings+=("ckpt=$d/iter_500.pth")
-            else
-                settings+=("$setting+ckpt=$d/iter_500.pth")
-            fi
+            settings+=("$(reducer_setting "$setting" $d)")
         done
     done
-    run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --accuracy-only \
-        --threads 2 --out $W/sweep_xseq_reducers --settings baseline "${settings[@]}"
-    run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --timing-only \
-        "${SWEEP_OPTS[@]}" "${XSEQ_TIMING[@]}" \
-        --out $W/sweep_xseq_reducers --settings baseline "${settings[@]}"
+    xseq_accuracy $W/sweep_xseq_reducers baseline "${settings[@]}"
+    xseq_timing $W/sweep_xseq_reducers baseline "${settings[@]}"
     # one Pareto plot: the training-free settings (stage xseq-balanced) and these
     run python tools/analysis/plot_pareto.py $W/sweep_xseq_bal_trainingfree:training-free \
         $W/sweep_xseq_reducers:fine-tuned --out $W/camvid_xseq_pareto.png --no-labels \
@@ -428,21 +443,15 @@ stage_reducers() {
 # accuracy only (latency: stage reducers).
 stage_reducers_seed1() {
     need $BAL/iter_4000.pth xseq-balanced
-    local row name prefix opts setting cfg d settings=()
+    local row name prefix opts setting d settings=()
     for row in "${REDUCER_RUNS[@]}"; do
         IFS='|' read -r name prefix opts setting <<< "$row"
         [[ " ${SEED1[*]} " == *" $name "* ]] || continue
-        cfg=$XFT/$([[ $name == control ]] && echo $prefix || echo ${prefix}_$XFT_SUFFIX)
         d=$W/camvid_xseq-ft_${name}_seed1
-        reducer_train $name $cfg "$opts" $d 1
-        if [[ $setting == baseline ]]; then
-            settings+=("ckpt=$d/iter_500.pth")
-        else
-            settings+=("$setting+ckpt=$d/iter_500.pth")
-        fi
+        reducer_train $name "$(reducer_config "$prefix")" "$opts" $d 1
+        settings+=("$(reducer_setting "$setting" $d)")
     done
-    run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --accuracy-only \
-        --threads 2 --out $W/sweep_xseq_reducers_seed1 --settings baseline "${settings[@]}"
+    xseq_accuracy $W/sweep_xseq_reducers_seed1 baseline "${settings[@]}"
 }
 
 # ATME's variants: training-free on the two 2k xseq models as well (three
@@ -465,12 +474,11 @@ stage_atme_variants() {
     for seed in 0 1; do
         suffix=$([[ $seed == 0 ]] || echo _seed1)
         d=$W/camvid_xseq-ft_atme-n8$suffix
-        reducer_train atme-n8 $XFT/atme_$XFT_SUFFIX \
+        reducer_train atme-n8 "$(reducer_config atme)" \
             "model.backbone.token_cfg.neighbourhood=8" $d $seed
-        settings+=("ATME:keep_ratio=0.6,layers=0/3,neighbourhood=8+ckpt=$d/iter_500.pth")
+        settings+=("$(reducer_setting ATME:keep_ratio=0.6,layers=0/3,neighbourhood=8 $d)")
     done
-    run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --accuracy-only \
-        --threads 2 --out $W/sweep_xseq_atme_variants --settings baseline "${settings[@]}"
+    xseq_accuracy $W/sweep_xseq_atme_variants baseline "${settings[@]}"
 }
 
 stages=("$@")
