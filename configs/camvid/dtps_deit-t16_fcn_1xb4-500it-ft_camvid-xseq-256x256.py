@@ -4,10 +4,6 @@
 # its control: --cfg-options model.backbone.token_cfg.squeeze=False.
 _base_ = './deit-t16_fcn_1xb4-500it-ft_camvid-xseq-256x256.py'
 
-custom_imports = dict(
-    imports=['mmtokenprune.models', 'mmtokenprune.datasets',
-             'mmtokenprune.engine'],
-    allow_failed_imports=False)
 model = dict(
     type='mmtokenprune.PrunedEncoderDecoder',
     backbone=dict(
