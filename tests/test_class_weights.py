@@ -51,3 +51,29 @@ def test_median_frequency_balancing(tmp_path):
     Image.fromarray(np.full((4, 4), 7, np.uint8)).save(tmp_path / 'c.png')
     with pytest.raises(ValueError, match='label 7 is outside 0..2'):
         class_frequencies([str(tmp_path / 'c.png')], 3)
+
+
+def test_tool_mode_reaches_the_weights(tmp_path, monkeypatch, capsys):
+    """``--mode`` is what the printed weights were computed with."""
+    import importlib.util
+
+    from mmengine.config import Config
+    spec = importlib.util.spec_from_file_location(
+        'class_weights_tool', 'tools/analysis/class_weights.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    label = np.zeros((4, 4), np.uint8)
+    label[:1] = 1  # class 0: 12/16, class 1: 4/16
+    Image.fromarray(label).save(tmp_path / 'a.png')
+    monkeypatch.setattr(tool, 'label_paths',
+                        lambda cfg: [str(tmp_path / 'a.png')])
+    monkeypatch.setattr(
+        tool, 'load_config', lambda *a, **k: Config(
+            dict(model=dict(decode_head=dict(num_classes=2)))))
+    printed = {}
+    for mode in ('median', 'sqrt-median'):
+        tool.main(['any.py', '--mode', mode])
+        printed[mode] = capsys.readouterr().out.splitlines()[-1]
+    # median of (0.75, 0.25) is 0.5: weights 2/3 and 2
+    assert printed['median'] == 'class_weight=[0.667, 2.000]'
+    assert printed['sqrt-median'] == 'class_weight=[0.816, 1.414]'

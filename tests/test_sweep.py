@@ -346,13 +346,18 @@ def test_pareto_tool_joins_sweeps_by_group(tmp_path, monkeypatch):
         (tmp_path / name).mkdir()
         write_rows(rows, str(tmp_path / name / 'sweep.csv'))
     seen = {}
-    monkeypatch.setattr(tool, 'plot_pareto',
-                        lambda rows, *a, **k: seen.update(rows=rows))
+    monkeypatch.setattr(
+        tool, 'plot_pareto',
+        lambda rows, *a, **k: seen.update(rows=rows, args=a, kwargs=k))
     tool.main([f'{tmp_path}/free:training-free', f'{tmp_path}/tuned:ft',
                '--out', str(tmp_path / 'p.png')])
     assert [(r['setting'], r['group']) for r in seen['rows']] == [
         ('baseline', 'training-free'), ('ATME:r=2', 'training-free'),
         ('dTPS:r=2+ckpt=a/b.pth', 'ft')]
+    assert seen['args'][1] == 1 and seen['kwargs'] == dict(annotate=True)
+    tool.main([f'{tmp_path}/free', '--out', str(tmp_path / 'p.png'),
+               '--batch', '6', '--no-labels'])
+    assert seen['args'][1] == 6 and seen['kwargs'] == dict(annotate=False)
     monkeypatch.undo()
     tool.main([f'{tmp_path}/free', f'{tmp_path}/tuned', '--out',
                str(tmp_path / 'p.png'), '--no-labels'])
