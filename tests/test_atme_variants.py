@@ -27,6 +27,7 @@ def _vit(**token_cfg):
     dict(roles='checkerboard'),
     dict(neighbourhood=8),
     dict(roles='checkerboard', neighbourhood=8),
+    dict(roles='quincunx'),
 ])
 def test_variant_reaches_the_plan(monkeypatch, variant):
     seen = []

@@ -80,11 +80,32 @@ def test_local_plan_equals_dense_on_merged_maps(seed):
 
 @pytest.mark.parametrize('roles,neighbourhood', [('axis', 8),
                                                   ('checkerboard', 4),
-                                                  ('checkerboard', 8)])
+                                                  ('checkerboard', 8),
+                                                  ('quincunx', 4),
+                                                  ('quincunx', 8)])
 def test_variants_local_plan_equals_dense(roles, neighbourhood):
     grids = [(6, 8), (7, 5), (1, 9), (10, 9)]
     checked, _ = _compare_on_merged_maps(grids, 0, roles, neighbourhood)
     assert checked > 100
+
+
+def test_quincunx_splits_the_checkerboard_survivors_by_row():
+    """After a full colour merge (W layer), the H layer's sources are the
+    survivors on odd rows and its destinations the cells of the next
+    level's grid (even row, even column): half and half, none picked by
+    sequence order."""
+    gen = torch.Generator().manual_seed(0)
+    tokens = TokenMap.identity(2, (8, 8))
+    first = atme_plan(torch.randn(2, 64, 8, generator=gen), tokens, 32,
+                      axis=1, roles='quincunx')
+    tokens = tokens.apply(first)
+    ys, xs = tokens.anchor_yx()
+    assert bool(((ys + xs) % 2 == 0).all())  # one colour survived
+    order = _atme_roles(tokens, axis=0, roles='quincunx')
+    src, dst = order[:, :16], order[:, 16:]
+    assert bool((ys.gather(1, src) % 2 == 1).all())
+    assert bool((ys.gather(1, dst) % 2 == 0).all())
+    assert bool((xs.gather(1, dst) % 2 == 0).all())
 
 
 def _one_similar_neighbour(src_yx, offset):

@@ -17,8 +17,9 @@ made and which pairs may match:
   receives tokens, so one step has no chains. Only touching pairs are
   scored, read off the 4-neighbour cell pairs of the merge map: linear in
   the grid, where ToMe's all-pairs matrix is quadratic in the tokens.
-  Variants (``roles='checkerboard'``, ``neighbourhood=8``) give a source
-  more candidate destinations and keep regions connected (8-connected).
+  Variants (``roles='checkerboard'``/``'quincunx'``, ``neighbourhood=8``)
+  give a source more candidate destinations and keep regions connected
+  (8-connected).
 
 Plans are computed under ``no_grad``: they are index bookkeeping.
 """
@@ -134,7 +135,7 @@ def atme_level(num_tokens: int, grid_area: int) -> int:
     return max(0, int(math.floor(math.log(grid_area / num_tokens, 4) + 1e-9)))
 
 
-ROLES = ('axis', 'checkerboard')
+ROLES = ('axis', 'checkerboard', 'quincunx')
 NEIGHBOURHOODS = (4, 8)
 
 
@@ -146,11 +147,16 @@ def _atme_roles(tokens: TokenMap, axis: int, roles: str = 'axis') -> Tensor:
     along ``axis`` (``roles='axis'``: sources and destinations alternate
     along one axis), or of the sum of both coordinates at that level
     (``'checkerboard'``: they alternate along both axes); odd tokens come
-    first.
+    first. ``'quincunx'`` takes the checkerboard's colours on W layers
+    (``axis=1``) and the rows on H layers: the survivors of a colour split
+    lie on a quincunx lattice, which the row split halves into two square
+    lattices, the destinations' the grid of the next level. (The plain
+    checkerboard splits survivors that share one colour again by colour:
+    the sources run out and are filled in sequence order, from the top.)
     """
     level = atme_level(tokens.num_tokens, tokens.grid[0] * tokens.grid[1])
     W = tokens.grid[1]
-    if roles == 'checkerboard':
+    if roles == 'checkerboard' or (roles == 'quincunx' and axis == 1):
         odd = ((tokens.anchor % W >> level) +
                (tokens.anchor // W >> level)) & 1
     else:
@@ -354,9 +360,11 @@ def atme_plan(metric: Tensor,
         r (int): tokens to remove, ``0 <= r <= N // 2``.
         axis (int): 1 to pair along W (columns), 0 along H (rows).
         roles (str): ``'axis'`` (sources and destinations alternate along
-            ``axis``: a source's candidates are its neighbours along it)
-            or ``'checkerboard'`` (they alternate along both axes: up to
-            four candidates; ``axis`` is unused). Defaults to 'axis'.
+            ``axis``: a source's candidates are its neighbours along it),
+            ``'checkerboard'`` (they alternate along both axes: up to
+            four candidates; ``axis`` is unused) or ``'quincunx'`` (the
+            checkerboard for ``axis=1``, rows for ``axis=0``).
+            Defaults to 'axis'.
         neighbourhood (int): 4, or 8 to let regions that touch only at a
             corner match too. Defaults to 4.
 

@@ -47,8 +47,11 @@ class ATME(TokenReducer):
     other values than the defaults):
 
     - ``roles``: ``'axis'`` (sources and destinations alternate along the
-      layer's axis) or ``'checkerboard'`` (along both axes, so a source
-      has up to four touching destinations instead of two);
+      layer's axis), ``'checkerboard'`` (along both axes, so a source
+      has up to four touching destinations instead of two) or
+      ``'quincunx'`` (the checkerboard on even reducing layers, rows on
+      odd ones, so the next layer splits the checkerboard's survivors in
+      two);
     - ``neighbourhood``: 4, or 8 (regions touching at a corner match too);
     - ``metric``: ``'keys'`` (the layer's attention keys averaged over
       heads, as ToMe) or ``'tokens'`` (the patch tokens themselves, after
