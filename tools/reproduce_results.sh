@@ -34,19 +34,26 @@
 #                 whole frames
 #   xseq-balanced the stronger xseq baseline (4k iterations, class-balanced
 #                 cross-entropy); ATME and ToMe training-free at five
-#                 GFLOPs levels, and ATME's variants (checkerboard roles,
-#                 8-neighbourhood, matching on tokens) at the two strongest; latency of every
+#                 GFLOPs levels, and ATME's variants (checkerboard and
+#                 quincunx roles, 8-neighbourhood, matching on tokens) at
+#                 the two strongest; latency of every
 #                 setting at the 256x256 window the model sees
 #   reducers      every reducer fine-tuned 500 iterations from the xseq-balanced
 #                 baseline at ATME's GFLOPs (ATME, ToMe, dTPS, eTPS, SPViT,
 #                 ATME + learned CDCP), the plain-pruning controls (TPS
 #                 squeeze off, SPViT package off), the unpruned control, and
-#                 ATME, dTPS and SPViT again with logit distillation from
-#                 the baseline; one sweep evaluates and times them all
-#   reducers-seed1  the close pairs (ATME/ToMe, SPViT and its plain pruning,
-#                 the control) again with seed 1, accuracy only
+#                 every reducer again with logit distillation from the
+#                 baseline; one sweep evaluates and times them all
+#   reducers-seed1  the fine-tunes again with seed 1 (SEED1), accuracy only
 #   atme-variants ATME's variants training-free on the two 2k xseq models;
 #                 the best (8-neighbourhood) fine-tuned, seeds 0 and 1
+#   cifar10-reducers  CIFAR-10: the 600-iteration classifier (trained here
+#                 if missing), every fine-tune of stage reducers (200
+#                 iterations, no distillation) and its unpruned control,
+#                 ATME/ToMe/eTPS training-free; one sweep
+#   transfer-xseq CIFAR-10 -> CamVid on the xseq protocol: the ATME+CDCP
+#                 export of cifar10-reducers trained 1k iterations, and the
+#                 same model from scratch
 #
 # Outputs go under $WORK (default work_dirs/); each command's wall time is
 # printed. Latency uses one torch thread and process CPU time, robust to
@@ -338,7 +345,8 @@ stage_xseq_balanced() {
     done
     for s in "keep_ratio=0.6,layers=0/3" "keep_ratio=0.5,layers=0/3"; do
         settings+=("ATME:$s,roles=checkerboard" "ATME:$s,neighbourhood=8"
-                   "ATME:$s,roles=checkerboard,neighbourhood=8" "ATME:$s,metric=tokens")
+                   "ATME:$s,roles=checkerboard,neighbourhood=8" "ATME:$s,metric=tokens"
+                   "ATME:$s,roles=quincunx" "ATME:$s,roles=quincunx,neighbourhood=8")
     done
     xseq_accuracy $W/sweep_xseq_bal_trainingfree "${settings[@]}"
     xseq_timing $W/sweep_xseq_bal_trainingfree "${settings[@]}"
@@ -366,22 +374,22 @@ REDUCER_RUNS=(
 )
 # logit distillation from the baseline (the teacher: reducers off)
 DISTILL_OPTS="model.type=mmtokenprune.PrunedEncoderDecoder model.distill.kl.temperature=1.0 model.distill.kl.loss_weight=0.5 model.distill.kl.ignore_index=255"
-# (three of the six: what the session's CPU time allowed; any name of
-# REDUCER_RUNS may be added)
-DISTILLED=(atme dtps spvit)
-# the pairs the rankings rest on, again with seed 1
-# (dTPS and eTPS are left out: their gaps to plain pruning are 7-10 mIoU)
-SEED1=(control atme tome spvit spvit-plain)
+# (every reducer of REDUCER_RUNS; not the plain-pruning controls)
+DISTILLED=(atme tome dtps etps spvit atme-cdcp)
+# every fine-tune again with seed 1 (NAME-distill: the distilled run)
+SEED1=(control atme tome spvit spvit-plain dtps etps atme-cdcp
+       atme-distill dtps-distill spvit-distill)
 
 reducer_config() {  # PREFIX: the xseq fine-tune config ('' for the control)
     echo "$XFT/${1:+${1}_}$XFT_SUFFIX"
 }
 
-reducer_setting() {  # SETTING DIR: the sweep setting that evaluates DIR's model
+reducer_setting() {  # SETTING DIR [ITERS]: the sweep setting that evaluates DIR's model
+    local ckpt=$2/iter_${3:-500}.pth
     case $1 in
         *+spec) echo "$1=$2/export/prune_spec.json" ;;
-        baseline) echo "ckpt=$2/iter_500.pth" ;;
-        *) echo "$1+ckpt=$2/iter_500.pth" ;;
+        baseline) echo "ckpt=$ckpt" ;;
+        *) echo "$1+ckpt=$ckpt" ;;
     esac
 }
 
@@ -399,9 +407,20 @@ xseq_timing() {  # OUT SETTING...: time one 256x256 window, batch 1 and 6
         "${SWEEP_OPTS[@]}" "${XSEQ_TIMING[@]}" --out $out --settings "$@"
 }
 
-reducer_train() {  # NAME CONFIG "OPTIONS" DIR [SEED]
-    local name=$1 cfg=$2 opts=$3 d=$4 seed=${5:-0} load=$BAL/iter_4000.pth
-    [[ -f $d/iter_500.pth ]] && return
+reducer_options() {  # NAME "OPTIONS": OPTIONS, and distillation for NAME-distill
+    if [[ $1 == *-distill ]]; then
+        echo "$2 $DISTILL_OPTS model.teacher.checkpoint=$BAL/iter_4000.pth"
+    else
+        echo "$2"
+    fi
+}
+
+# NAME CONFIG "OPTIONS" DIR [SEED [LOAD [ITERS]]]: fine-tune CONFIG for ITERS
+# (500) iterations from LOAD (the balanced xseq baseline)
+reducer_train() {
+    local name=$1 cfg=$2 opts=$3 d=$4 seed=${5:-0} load=${6:-$BAL/iter_4000.pth}
+    local iters=${7:-500}
+    [[ -f $d/iter_$iters.pth ]] && return
     if [[ $name == atme-cdcp* ]]; then
         run python tools/init_cdcp_gates.py $cfg $load --mode open --out $d/init_gates.pth
         load=$d/init_gates.pth
@@ -409,7 +428,7 @@ reducer_train() {  # NAME CONFIG "OPTIONS" DIR [SEED]
     # no validation during training: the sweep below evaluates every model
     run python tools/train.py $cfg --work-dir $d --cfg-options load_from=$load \
         randomness.seed=$seed val_cfg=None val_dataloader=None val_evaluator=None $opts
-    [[ $name != atme-cdcp* ]] || run python tools/export_pruned.py $cfg $d/iter_500.pth \
+    [[ $name != atme-cdcp* ]] || run python tools/export_pruned.py $cfg $d/iter_$iters.pth \
         --out-dir $d/export
 }
 
@@ -420,13 +439,9 @@ stage_reducers() {
         IFS='|' read -r name prefix opts setting <<< "$row"
         cfg=$(reducer_config "$prefix")
         for kd in "" -distill; do
+            [[ -z $kd || " ${DISTILLED[*]} " == *" $name "* ]] || continue
             d=$W/camvid_xseq-ft_$name$kd
-            if [[ -n $kd ]]; then
-                [[ " ${DISTILLED[*]} " == *" $name "* ]] || continue
-                reducer_train $name $cfg "$opts $DISTILL_OPTS model.teacher.checkpoint=$BAL/iter_4000.pth" $d
-            else
-                reducer_train $name $cfg "$opts" $d
-            fi
+            reducer_train $name$kd $cfg "$(reducer_options $name$kd "$opts")" $d
             settings+=("$(reducer_setting "$setting" $d)")
         done
     done
@@ -443,13 +458,16 @@ stage_reducers() {
 # accuracy only (latency: stage reducers).
 stage_reducers_seed1() {
     need $BAL/iter_4000.pth xseq-balanced
-    local row name prefix opts setting d settings=()
-    for row in "${REDUCER_RUNS[@]}"; do
-        IFS='|' read -r name prefix opts setting <<< "$row"
-        [[ " ${SEED1[*]} " == *" $name "* ]] || continue
-        d=$W/camvid_xseq-ft_${name}_seed1
-        reducer_train $name "$(reducer_config "$prefix")" "$opts" $d 1
-        settings+=("$(reducer_setting "$setting" $d)")
+    local run_name row name prefix opts setting d settings=()
+    for run_name in "${SEED1[@]}"; do
+        for row in "${REDUCER_RUNS[@]}"; do
+            IFS='|' read -r name prefix opts setting <<< "$row"
+            [[ $name == "${run_name%-distill}" ]] || continue
+            d=$W/camvid_xseq-ft_${run_name}_seed1
+            reducer_train $run_name "$(reducer_config "$prefix")" \
+                "$(reducer_options $run_name "$opts")" $d 1
+            settings+=("$(reducer_setting "$setting" $d)")
+        done
     done
     xseq_accuracy $W/sweep_xseq_reducers_seed1 baseline "${settings[@]}"
 }
@@ -469,7 +487,9 @@ stage_atme_variants() {
             ATME:keep_ratio=0.6,layers=0/3,metric=tokens \
             ATME:keep_ratio=0.5,layers=0/3,neighbourhood=8 \
             ATME:keep_ratio=0.5,layers=0/3,metric=tokens \
-            ATME:keep_ratio=0.6,layers=0/3,roles=checkerboard
+            ATME:keep_ratio=0.6,layers=0/3,roles=checkerboard \
+            ATME:keep_ratio=0.6,layers=0/3,roles=quincunx \
+            ATME:keep_ratio=0.5,layers=0/3,roles=quincunx
     done
     for seed in 0 1; do
         suffix=$([[ $seed == 0 ]] || echo _seed1)
@@ -481,14 +501,65 @@ stage_atme_variants() {
     xseq_accuracy $W/sweep_xseq_atme_variants baseline "${settings[@]}"
 }
 
+CIFAR_FT=configs/cifar10  # <reducer>_deit-t16_1xb64-200it-ft_cifar10-128px.py
+CIFAR_FT_SUFFIX=deit-t16_1xb64-200it-ft_cifar10-128px.py
+CIFAR_SIZE=(--image-size 128 128)
+
+# CIFAR-10: the runs of REDUCER_RUNS (no distillation) fine-tuned 200
+# iterations from the 600-iteration classifier, and ATME/ToMe/eTPS
+# training-free; accuracy on the 10k test images, latency of 128x128 inputs
+stage_cifar10_reducers() {
+    [[ -d data/cifar10 ]] || run python tools/prepare_cifar10.py
+    [[ -f $CLS/iter_600.pth ]] || run python tools/train.py $CLS_CFG --work-dir $CLS
+    local row name prefix opts setting d s settings=(baseline)
+    for s in "keep_ratio=0.75,layers=0/3" "keep_ratio=0.6,layers=0/3"; do
+        settings+=("ATME:$s" "ToMe:$s")
+    done
+    settings+=("eTPS:keep_ratio=0.4,layers=3/6/9,prop_attn=0"
+               "eTPS:keep_ratio=0.4,layers=3/6/9,prop_attn=0,squeeze=0")
+    for row in "${REDUCER_RUNS[@]}"; do
+        IFS='|' read -r name prefix opts setting <<< "$row"
+        d=$W/cifar10-ft_$name
+        reducer_train $name $CIFAR_FT/${prefix:+${prefix}_}$CIFAR_FT_SUFFIX "$opts" $d 0 \
+            $CLS/iter_600.pth 200
+        settings+=("$(reducer_setting "$setting" $d 200)")
+    done
+    run python tools/analysis/sweep.py $CLS_CFG $CLS/iter_600.pth --accuracy-only \
+        --threads 2 "${CIFAR_SIZE[@]}" --out $W/sweep_cifar10_reducers --settings "${settings[@]}"
+    run python tools/analysis/sweep.py $CLS_CFG $CLS/iter_600.pth --timing-only \
+        "${SWEEP_OPTS[@]}" "${CIFAR_SIZE[@]}" --batch-sizes 1 32 \
+        --out $W/sweep_cifar10_reducers --settings "${settings[@]}"
+}
+
+# CIFAR-10 -> CamVid on the xseq protocol: the ATME+CDCP-learned CIFAR-10
+# export (stage cifar10-reducers) trained 1k iterations on CamVid, and the
+# same model from scratch; evaluated as they are and with ATME
+stage_transfer_xseq() {
+    need $BAL/iter_4000.pth xseq-balanced
+    local src=$W/cifar10-ft_atme-cdcp/export d s settings=(baseline)
+    need $src/prune_spec.json cifar10-reducers
+    for s in cifar10 scratch; do
+        d=$W/camvid_xseq-transfer-$s
+        [[ -f $d/iter_1000.pth ]] || run python tools/train.py \
+            $XFT/transfer-${s}_deit-t16_fcn_1xb4-1k_camvid-xseq-256x256.py --work-dir $d \
+            --cfg-options model.backbone.channel_cfg.spec=$src/prune_spec.json \
+            model.backbone.init_cfg.checkpoint=$src/pruned.pth
+        settings+=("spec=$src/prune_spec.json,ckpt=$d/iter_1000.pth"
+                   "$ATME_DEFAULT+spec=$src/prune_spec.json,ckpt=$d/iter_1000.pth")
+    done
+    xseq_accuracy $W/sweep_xseq_transfer "${settings[@]}"
+}
+
 stages=("$@")
-[[ ${#stages[@]} -gt 0 ]] || stages=(baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets deploy xseq xseq-balanced reducers reducers-seed1 atme-variants)
+ALL_STAGES=(baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets
+            deploy xseq xseq-balanced reducers reducers-seed1 atme-variants cifar10-reducers
+            transfer-xseq)
+[[ ${#stages[@]} -gt 0 ]] || stages=("${ALL_STAGES[@]}")
 for s in "${stages[@]}"; do
-    case $s in
-        baseline|trainingfree|finetune|cifar10|transfer|spvit|cdcp-learned|retime|budgets|deploy|xseq|xseq-balanced|reducers|reducers-seed1|atme-variants) ;;
-        *) echo "unknown stage '$s'; choose from: baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets deploy xseq xseq-balanced reducers reducers-seed1 atme-variants" >&2
-           exit 2 ;;
-    esac
+    [[ " ${ALL_STAGES[*]} " == *" $s "* ]] || {
+        echo "unknown stage '$s'; choose from: ${ALL_STAGES[*]}" >&2
+        exit 2
+    }
 done
 for s in "${stages[@]}"; do
     echo "[reproduce] stage $s"
