@@ -67,7 +67,8 @@ def test_metric_option_picks_what_is_compared(monkeypatch, metric, width):
 
 @pytest.mark.parametrize('key,value', [('roles', 'random'),
                                        ('neighbourhood', 6),
-                                       ('metric', 'values')])
+                                       ('metric', 'values'),
+                                       ('where', 'after_block')])
 def test_bad_values_name_the_key_and_the_choices(key, value):
     with pytest.raises(ValueError, match=rf'token_cfg.{key}.*one of'):
         _vit(**{key: value})
@@ -81,3 +82,23 @@ def test_swin_windows_refuse_the_variants():
         token_cfg=dict(type='ATME', r=2, roles='checkerboard'))
     with pytest.raises(ValueError, match="roles='axis'"):
         model(torch.randn(1, 3, 64, 64))
+
+
+@pytest.mark.parametrize('where,length', [('after_attention', 1 + 16),
+                                          ('before_block', 1 + 8)])
+def test_where_sets_what_the_first_attention_sees(where, length):
+    """Merging at layer 0 before the block shrinks that block's attention
+    input (16 patches -> 8); between attention and MLP it does not."""
+    model = _vit(metric='tokens', where=where)
+    seen = []
+    model.layers[0].attn.register_forward_hook(
+        lambda m, args, out: seen.append(args[0].shape[1]))
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 64, 64))[0]
+    assert seen == [length]
+    assert out.shape == (2, 32, 4, 4)
+
+
+def test_before_block_refuses_keys():
+    with pytest.raises(ValueError, match=r"token_cfg.metric.*'tokens'"):
+        _vit(where='before_block')

@@ -111,7 +111,8 @@ def test_a_new_reducer_runs_on_swin(l2merge, monkeypatch):
 @pytest.mark.parametrize('build', [_vit, _swin])
 def test_unknown_options_are_named_by_the_reducer(build, l2merge):
     with pytest.raises(ValueError, match=r"unknown keys \['foo'\] for "
-                       r"type='ATME'.*its own \['metric', 'neighbourhood', 'roles'\]"):
+                       r"type='ATME'.*its own \['metric', 'neighbourhood', 'roles',"
+                       r" 'where'\]"):
         build(token_cfg=dict(type='ATME', r=2, foo=1))
     with pytest.raises(ValueError, match=r"unknown keys \['powr'\] for "
                        r"type='L2Merge'.*its own \['power'\]"):

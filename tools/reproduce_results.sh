@@ -35,7 +35,8 @@
 #   xseq-balanced the stronger xseq baseline (4k iterations, class-balanced
 #                 cross-entropy); ATME and ToMe training-free at five
 #                 GFLOPs levels, and ATME's variants (checkerboard and
-#                 quincunx roles, 8-neighbourhood, matching on tokens) at
+#                 quincunx roles, 8-neighbourhood, matching on tokens,
+#                 merging before the block) at
 #                 the two strongest; latency of every
 #                 setting at the 256x256 window the model sees
 #   reducers      every reducer fine-tuned 500 iterations from the xseq-balanced
@@ -346,7 +347,8 @@ stage_xseq_balanced() {
     for s in "keep_ratio=0.6,layers=0/3" "keep_ratio=0.5,layers=0/3"; do
         settings+=("ATME:$s,roles=checkerboard" "ATME:$s,neighbourhood=8"
                    "ATME:$s,roles=checkerboard,neighbourhood=8" "ATME:$s,metric=tokens"
-                   "ATME:$s,roles=quincunx" "ATME:$s,roles=quincunx,neighbourhood=8")
+                   "ATME:$s,roles=quincunx" "ATME:$s,roles=quincunx,neighbourhood=8"
+                   "ATME:$s,metric=tokens,where=before_block")
     done
     xseq_accuracy $W/sweep_xseq_bal_trainingfree "${settings[@]}"
     xseq_timing $W/sweep_xseq_bal_trainingfree "${settings[@]}"
@@ -489,7 +491,8 @@ stage_atme_variants() {
             ATME:keep_ratio=0.5,layers=0/3,metric=tokens \
             ATME:keep_ratio=0.6,layers=0/3,roles=checkerboard \
             ATME:keep_ratio=0.6,layers=0/3,roles=quincunx \
-            ATME:keep_ratio=0.5,layers=0/3,roles=quincunx
+            ATME:keep_ratio=0.5,layers=0/3,roles=quincunx \
+            ATME:keep_ratio=0.6,layers=0/3,metric=tokens,where=before_block
     done
     for seed in 0 1; do
         suffix=$([[ $seed == 0 ]] || echo _seed1)

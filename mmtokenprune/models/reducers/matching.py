@@ -10,6 +10,7 @@ from .base import TokenReducer
 __all__ = ['ATME', 'ToMe']
 
 METRICS = ('keys', 'tokens')
+PLACES = ('after_attention', 'before_block')
 
 
 @TOKEN_REDUCERS.register_module()
@@ -55,16 +56,27 @@ class ATME(TokenReducer):
     - ``neighbourhood``: 4, or 8 (regions touching at a corner match too);
     - ``metric``: ``'keys'`` (the layer's attention keys averaged over
       heads, as ToMe) or ``'tokens'`` (the patch tokens themselves, after
-      the attention's residual).
+      the attention's residual, or the block's input before it);
+    - ``where``: ``'after_attention'`` (between attention and MLP, as
+      ToMe) or ``'before_block'`` (the whole block, attention included,
+      runs on the merged tokens; there are no keys yet, so it takes
+      ``metric='tokens'``).
     """
 
-    options = dict(roles='axis', neighbourhood=4, metric='keys')
+    options = dict(roles='axis', neighbourhood=4, metric='keys',
+                   where='after_attention')
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.check_choice('roles', ROLES)
         self.check_choice('neighbourhood', NEIGHBOURHOODS)
         self.check_choice('metric', METRICS)
+        self.check_choice('where', PLACES)
+        if self.where == 'before_block' and self.metric == 'keys':
+            raise ValueError(
+                f"`{self.key}.metric`: 'keys' needs where='after_attention' "
+                "(before the block the layer has no keys yet); with "
+                "where='before_block' set metric='tokens'.")
 
     def match_features(self, patches, keys):
         if self.metric == 'tokens':
@@ -81,14 +93,15 @@ class ATME(TokenReducer):
                          neighbourhood=self.neighbourhood)
 
     def window_roles(self, window_size, device=None):
-        if (self.roles, self.neighbourhood, self.metric) != ('axis', 4,
-                                                            'keys'):
+        if (self.roles, self.neighbourhood, self.metric,
+                self.where) != ('axis', 4, 'keys', 'after_attention'):
             raise ValueError(
                 f"`{self.key}`: ATME's roles={self.roles!r}, "
-                f'neighbourhood={self.neighbourhood} and '
-                f'metric={self.metric!r} apply to token sequences (ViT) '
-                "only; Swin windows take roles='axis', neighbourhood=4, "
-                "metric='keys' (they match on the block's input).")
+                f'neighbourhood={self.neighbourhood}, '
+                f'metric={self.metric!r} and where={self.where!r} apply '
+                "to token sequences (ViT) only; Swin windows take "
+                "roles='axis', neighbourhood=4, metric='keys', "
+                "where='after_attention' (they match on the block's input).")
         return atme_window_roles(window_size, self.axis, device)
 
     def window_scores(self, metric, src_idx, dst_idx):

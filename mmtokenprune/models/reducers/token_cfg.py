@@ -122,7 +122,7 @@ class TokenCfg:
             return 'no token reduction'
         layers = [i for i, s in enumerate(self.schedule) if s is not None]
         opts = ''.join(f', {k}={v!r}' for k, v in self.options.items())
-        where = 'before' if self.reducer_class.where == 'before_block' \
-            else 'in'
+        place = self.options.get('where', self.reducer_class.where)
+        where = 'before' if place == 'before_block' else 'in'
         return (f'{self.type} {where} layers {layers}, prop_attn='
                 f'{self.prop_attn}{opts}')
