@@ -295,6 +295,7 @@ def test_accuracy_only_sweep_then_timing_fills_the_same_rows(
         report = f.read()
     assert 'accuracy only, nothing timed' in report and 'repeats' not in report
 
+    evaluate = sweep_mod.evaluate_setting
     monkeypatch.setattr(sweep_mod, 'evaluate_setting',
                         lambda *a: pytest.fail('evaluated again'))
     # the timing run may use other threads and another input than the
@@ -317,7 +318,17 @@ def test_accuracy_only_sweep_then_timing_fills_the_same_rows(
     with pytest.raises(ValueError, match='was measured with'):
         tool.main([config, ckpt, '--timing-only', '--out', out,
                    '--settings', 'ToMe:r=1'] + TIMING)
+    # an accuracy run may still add a setting beside the timed rows (a score
+    # does not depend on how other rows were timed); timing then fills it
+    monkeypatch.setattr(sweep_mod, 'evaluate_setting', evaluate)
+    tool.main([config, ckpt, '--accuracy-only', '--out', out, '--settings',
+               'ToMe:r=1'] + TIMING)
+    settings.append('ToMe:r=1')
+    tool.main([config, ckpt, '--timing-only', '--out', out, '--settings'] +
+              settings + timing)
     # both halves there: a full sweep has nothing left to do
+    monkeypatch.setattr(sweep_mod, 'evaluate_setting',
+                        lambda *a: pytest.fail('evaluated again'))
     monkeypatch.setattr(sweep_mod, 'time_setting',
                         lambda *a, **k: pytest.fail('timed again'))
     tool.main([config, ckpt, '--out', out, '--settings'] + settings + timing)

@@ -109,7 +109,7 @@ def run_sweep(config: Config,
         clock=clock,
         threads=threads or torch.get_num_threads(),
         repeats=repeats)
-    check_resumable(done, how, csv_path)
+    check_resumable(done, how, csv_path, accuracy_only)
     ref = None
     for setting in tqdm(parsed, desc='sweep', disable=not progress):
         stored = done.get(setting.text)

@@ -62,26 +62,29 @@ def write_rows(rows: Sequence[Dict], path: str) -> None:
     os.replace(tmp, path)
 
 
-def check_resumable(rows: Dict[str, Dict], how: Dict, path: str) -> None:
+def check_resumable(rows: Dict[str, Dict], how: Dict, path: str,
+                    accuracy_only: bool = False) -> None:
     """Check that every stored row was measured as this run measures.
 
-    A row with nothing timed (from ``--accuracy-only``) is bound to its
-    checkpoint only: its score does not depend on the threads or the timing
-    input, and a timing run recounts the FLOPs at its own input size when
-    it fills the row's latencies.
+    Scores depend on the checkpoint only, not on the threads or the timing
+    input: a row with nothing timed (from ``--accuracy-only``), or any row
+    when this run times nothing, is checked for its checkpoint only (a
+    timing run recounts the FLOPs at its own input size when it fills a
+    row's latencies).
 
     Args:
         rows (dict[str, dict]): stored rows (see :func:`read_rows`).
         how (dict): this run's ``sweep_checkpoint``, ``image_size``,
             ``clock``, ``threads``, ``repeats``... as written in each row.
         path (str): the CSV file (named in the error).
+        accuracy_only (bool): this run times nothing. Defaults to False.
 
     Raises:
         ValueError: naming the first row that differs, its values and this
             run's.
     """
     for text, row in rows.items():
-        keys = how if _timed(row) else {
+        keys = how if _timed(row) and not accuracy_only else {
             k: v
             for k, v in how.items() if k == 'sweep_checkpoint'
         }
