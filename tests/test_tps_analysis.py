@@ -31,7 +31,7 @@ def test_sweep_setting_takes_the_tps_schedule_and_options():
 @pytest.mark.parametrize('text, match', [
     # an option of another reducer is refused, naming what this one has
     ('eTPS:tau=0.5', r"unknown key 'tau'.*'temperature'"),
-    ('ATME:temperature=2', r"unknown key 'temperature'.*'metric'\]"),
+    ('ATME:temperature=2', r"unknown key 'temperature'.*'metric', 'where'\]"),
     ('dTPS:temperature=hot', 'temperature=hot'),
     ('dTPS:prop_attn=2', 'prop_attn'),
 ])

@@ -3,7 +3,7 @@
 #
 #   bash tools/reproduce_results.sh [STAGE ...]     # default: all, in order
 #
-# Stages (each needs the ones before it, except cifar10):
+# Stages (each needs the ones before it, except cifar10 and cifar10-reducers):
 #   baseline      CamVid DeiT-T + FCN from scratch, 4k iterations
 #   trainingfree  ATME/ToMe sweep on the baseline; merge-region figures
 #   finetune      ATME+CDCP fine-tune (1k), export; unpruned 1k control; sweep
@@ -50,8 +50,9 @@
 #                 the best (8-neighbourhood) fine-tuned, seeds 0 and 1
 #   cifar10-reducers  CIFAR-10: the 600-iteration classifier (trained here
 #                 if missing), every fine-tune of stage reducers (200
-#                 iterations, no distillation) and its unpruned control,
-#                 ATME/ToMe/eTPS training-free; one sweep
+#                 iterations, no distillation) and its unpruned control
+#                 (control, ATME, ToMe also with seed 1), ATME/ToMe/eTPS
+#                 training-free; one sweep
 #   transfer-xseq CIFAR-10 -> CamVid on the xseq protocol: the ATME+CDCP
 #                 export of cifar10-reducers trained 1k iterations, and the
 #                 same model from scratch
@@ -507,6 +508,8 @@ stage_atme_variants() {
 CIFAR_FT=configs/cifar10  # <reducer>_deit-t16_1xb64-200it-ft_cifar10-128px.py
 CIFAR_FT_SUFFIX=deit-t16_1xb64-200it-ft_cifar10-128px.py
 CIFAR_SIZE=(--image-size 128 128)
+# the close CIFAR-10 pairs again with seed 1
+CIFAR_SEED1=(control atme tome)
 
 # CIFAR-10: the runs of REDUCER_RUNS (no distillation) fine-tuned 200
 # iterations from the 600-iteration classifier, and ATME/ToMe/eTPS
@@ -514,18 +517,21 @@ CIFAR_SIZE=(--image-size 128 128)
 stage_cifar10_reducers() {
     [[ -d data/cifar10 ]] || run python tools/prepare_cifar10.py
     [[ -f $CLS/iter_600.pth ]] || run python tools/train.py $CLS_CFG --work-dir $CLS
-    local row name prefix opts setting d s settings=(baseline)
+    local row name prefix opts setting d s seed settings=(baseline)
     for s in "keep_ratio=0.75,layers=0/3" "keep_ratio=0.6,layers=0/3"; do
         settings+=("ATME:$s" "ToMe:$s")
     done
     settings+=("eTPS:keep_ratio=0.4,layers=3/6/9,prop_attn=0"
                "eTPS:keep_ratio=0.4,layers=3/6/9,prop_attn=0,squeeze=0")
-    for row in "${REDUCER_RUNS[@]}"; do
-        IFS='|' read -r name prefix opts setting <<< "$row"
-        d=$W/cifar10-ft_$name
-        reducer_train $name $CIFAR_FT/${prefix:+${prefix}_}$CIFAR_FT_SUFFIX "$opts" $d 0 \
-            $CLS/iter_600.pth 200
-        settings+=("$(reducer_setting "$setting" $d 200)")
+    for seed in 0 1; do
+        for row in "${REDUCER_RUNS[@]}"; do
+            IFS='|' read -r name prefix opts setting <<< "$row"
+            [[ $seed == 0 || " ${CIFAR_SEED1[*]} " == *" $name "* ]] || continue
+            d=$W/cifar10-ft_$name$([[ $seed == 0 ]] || echo _seed1)
+            reducer_train $name $CIFAR_FT/${prefix:+${prefix}_}$CIFAR_FT_SUFFIX "$opts" $d \
+                $seed $CLS/iter_600.pth 200
+            settings+=("$(reducer_setting "$setting" $d 200)")
+        done
     done
     run python tools/analysis/sweep.py $CLS_CFG $CLS/iter_600.pth --accuracy-only \
         --threads 2 "${CIFAR_SIZE[@]}" --out $W/sweep_cifar10_reducers --settings "${settings[@]}"
@@ -539,14 +545,14 @@ stage_cifar10_reducers() {
 # same model from scratch; evaluated as they are and with ATME
 stage_transfer_xseq() {
     need $BAL/iter_4000.pth xseq-balanced
-    local src=$W/cifar10-ft_atme-cdcp/export d s settings=(baseline)
+    local src=$W/cifar10-ft_atme-cdcp/export d s init settings=(baseline)
     need $src/prune_spec.json cifar10-reducers
     for s in cifar10 scratch; do
         d=$W/camvid_xseq-transfer-$s
+        init=$([[ $s == scratch ]] || echo model.backbone.init_cfg.checkpoint=$src/pruned.pth)
         [[ -f $d/iter_1000.pth ]] || run python tools/train.py \
             $XFT/transfer-${s}_deit-t16_fcn_1xb4-1k_camvid-xseq-256x256.py --work-dir $d \
-            --cfg-options model.backbone.channel_cfg.spec=$src/prune_spec.json \
-            model.backbone.init_cfg.checkpoint=$src/pruned.pth
+            --cfg-options model.backbone.channel_cfg.spec=$src/prune_spec.json $init
         settings+=("spec=$src/prune_spec.json,ckpt=$d/iter_1000.pth"
                    "$ATME_DEFAULT+spec=$src/prune_spec.json,ckpt=$d/iter_1000.pth")
     done
