@@ -538,6 +538,9 @@ stage_cifar10_reducers() {
     run python tools/analysis/sweep.py $CLS_CFG $CLS/iter_600.pth --timing-only \
         "${SWEEP_OPTS[@]}" "${CIFAR_SIZE[@]}" --batch-sizes 1 32 \
         --out $W/sweep_cifar10_reducers --settings "${settings[@]}"
+    run python tools/analysis/plot_pareto.py $W/sweep_cifar10_reducers:CIFAR-10 --batch 32 \
+        --out $W/cifar10_pareto.png --no-labels \
+        --title "CIFAR-10 (10k test images): top-1 vs backbone latency (128x128, b32) and GFLOPs"
 }
 
 # CIFAR-10 -> CamVid on the xseq protocol: the ATME+CDCP-learned CIFAR-10
