@@ -36,9 +36,8 @@
 #                 cross-entropy); ATME and ToMe training-free at five
 #                 GFLOPs levels, and ATME's variants (checkerboard and
 #                 quincunx roles, 8-neighbourhood, matching on tokens,
-#                 merging before the block) at
-#                 the two strongest; latency of every
-#                 setting at the 256x256 window the model sees
+#                 merging before the block) at the two strongest; latency
+#                 of every setting at the 256x256 window the model sees
 #   reducers      every reducer fine-tuned 500 iterations from the xseq-balanced
 #                 baseline at ATME's GFLOPs (ATME, ToMe, dTPS, eTPS, SPViT,
 #                 ATME + learned CDCP), the plain-pruning controls (TPS
