@@ -46,7 +46,8 @@
 #                 baseline; one sweep evaluates and times them all
 #   reducers-seed1  the fine-tunes again with seed 1 (SEED1), accuracy only
 #   atme-variants ATME's variants training-free on the two 2k xseq models;
-#                 the best (8-neighbourhood) fine-tuned, seeds 0 and 1
+#                 the best two (8-neighbourhood, quincunx) fine-tuned, seeds
+#                 0 and 1
 #   cifar10-reducers  CIFAR-10: the 600-iteration classifier (trained here
 #                 if missing), every fine-tune of stage reducers (200
 #                 iterations, no distillation) and its unpruned control
@@ -500,6 +501,10 @@ stage_atme_variants() {
         reducer_train atme-n8 "$(reducer_config atme)" \
             "model.backbone.token_cfg.neighbourhood=8" $d $seed
         settings+=("$(reducer_setting ATME:keep_ratio=0.6,layers=0/3,neighbourhood=8 $d)")
+        d=$W/camvid_xseq-ft_atme-quincunx$suffix
+        reducer_train atme-quincunx "$(reducer_config atme)" \
+            "model.backbone.token_cfg.roles=quincunx" $d $seed
+        settings+=("$(reducer_setting ATME:keep_ratio=0.6,layers=0/3,roles=quincunx $d)")
     done
     xseq_accuracy $W/sweep_xseq_atme_variants baseline "${settings[@]}"
 }
