@@ -495,16 +495,16 @@ stage_atme_variants() {
             ATME:keep_ratio=0.5,layers=0/3,roles=quincunx \
             ATME:keep_ratio=0.6,layers=0/3,metric=tokens,where=before_block
     done
+    local variant name option
     for seed in 0 1; do
         suffix=$([[ $seed == 0 ]] || echo _seed1)
-        d=$W/camvid_xseq-ft_atme-n8$suffix
-        reducer_train atme-n8 "$(reducer_config atme)" \
-            "model.backbone.token_cfg.neighbourhood=8" $d $seed
-        settings+=("$(reducer_setting ATME:keep_ratio=0.6,layers=0/3,neighbourhood=8 $d)")
-        d=$W/camvid_xseq-ft_atme-quincunx$suffix
-        reducer_train atme-quincunx "$(reducer_config atme)" \
-            "model.backbone.token_cfg.roles=quincunx" $d $seed
-        settings+=("$(reducer_setting ATME:keep_ratio=0.6,layers=0/3,roles=quincunx $d)")
+        for variant in n8:neighbourhood=8 quincunx:roles=quincunx; do
+            name=atme-${variant%%:*} option=${variant#*:}
+            d=$W/camvid_xseq-ft_$name$suffix
+            reducer_train $name "$(reducer_config atme)" \
+                "model.backbone.token_cfg.$option" $d $seed
+            settings+=("$(reducer_setting ATME:keep_ratio=0.6,layers=0/3,$option $d)")
+        done
     done
     xseq_accuracy $W/sweep_xseq_atme_variants baseline "${settings[@]}"
 }
