@@ -82,11 +82,12 @@ def test_merge_is_size_weighted_average():
     tokens = TokenMap.identity(1, (1, 3))
     tokens = TokenMap(tokens.assign, torch.tensor([[1., 3., 1.]]),
                       tokens.anchor, tokens.grid)
-    # token 0 (size 1) folds into token 1 (size 3): (0 + 12) / 4 = 3
+    # token 0 (size 1) folds into token 1 (size 3): (0 + 12) / 4 = 3;
+    # ToMe's order: the unmerged source (token 2), then the destination
     plan = tome_plan(torch.tensor([[[1., 0.], [1., 0.], [0., 1.]]]), 1)
     out = merge_tokens(x, plan, tokens.size)
-    torch.testing.assert_close(out, torch.tensor([[[3.], [10.]]]))
-    assert tokens.apply(plan).size.tolist() == [[4., 1.]]
+    torch.testing.assert_close(out, torch.tensor([[[10.], [3.]]]))
+    assert tokens.apply(plan).size.tolist() == [[1., 4.]]
 
 
 def test_atme_merges_only_touching_regions():

@@ -241,7 +241,7 @@ def test_errors_name_the_config_key():
     with pytest.raises(ValueError, match=r'r=16 .*16 tokens.*window area'):
         PrunedSwinTransformer(**TINY, token_cfg=dict(type='ToMe', r=16))
     with pytest.raises(ValueError, match='at most half'):
-        PrunedSwinTransformer(**TINY, token_cfg=dict(type='ToMe', r=9))
+        PrunedSwinTransformer(**TINY, token_cfg=dict(type='ATME', r=9))
     with pytest.raises(ValueError, match='token_cfg.type'):
         PrunedSwinTransformer(**TINY, token_cfg=dict(type='Nope', r=2))
     with pytest.raises(ValueError, match='token_cfg.layers'):

@@ -6,7 +6,9 @@ the best matches into their destinations. They differ in how the split is
 made and which pairs may match:
 
 - ToMe (Bolya et al., ICLR 2023, https://arxiv.org/abs/2210.09461):
-  alternate tokens by sequence position, any pair may match.
+  alternate tokens by sequence position (extra tokens included, as the
+  official code), any pair may match; the merged sequence is
+  ``[extras, unmerged sources, destinations]``.
 - ATME (CAIT, https://arxiv.org/abs/2309.15755; **our reading** of the
   abstract, the method section is not available): sources and destinations
   alternate by the parity of each token's anchor cell along one axis
@@ -34,7 +36,7 @@ from torch import Tensor
 from .token_map import MergePlan, TokenMap
 
 __all__ = [
-    'plan_from_scores', 'plan_from_best', 'tome_plan', 'atme_plan',
+    'plan_from_scores', 'plan_from_best', 'tome_plan', 'ALTERNATIONS', 'atme_plan',
     'atme_plan_dense', 'atme_level'
 ]
 
@@ -90,11 +92,7 @@ def plan_from_best(best_val: Tensor, best_dst: Tensor, src_idx: Tensor,
     removed = torch.zeros(B, N, dtype=torch.uint8, device=device)
     removed.scatter_(1, merged_src, 1)
     keep_idx = removed.argsort(dim=1, stable=True)[:, :N - r]
-    old2new = torch.empty_like(removed, dtype=torch.long)
-    rank = torch.arange(N - r, device=device).expand(B, -1)
-    old2new.scatter_(1, keep_idx, rank)
-    old2new.scatter_(1, merged_src, old2new.gather(1, merged_dst))
-    return MergePlan(old2new=old2new, keep_idx=keep_idx)
+    return _plan_in_order(keep_idx, merged_src, merged_dst)
 
 
 def _cosine(metric: Tensor, src_idx: Tensor, dst_idx: Tensor) -> Tensor:
@@ -105,24 +103,72 @@ def _cosine(metric: Tensor, src_idx: Tensor, dst_idx: Tensor) -> Tensor:
     return a @ b.transpose(1, 2)
 
 
+ALTERNATIONS = ('sequence', 'patches')
+
+
 @torch.no_grad()
-def tome_plan(metric: Tensor, r: int) -> MergePlan:
-    """ToMe's bipartite soft matching.
+def tome_plan(metric: Tensor,
+              r: int,
+              num_extra_tokens: int = 0,
+              alternate: str = 'sequence') -> MergePlan:
+    """ToMe's bipartite soft matching, as the official code merges.
+
+    ``alternate='sequence'`` (the official ``tome/merge.py:
+    bipartite_soft_matching``): sources (set A) and destinations (set B)
+    alternate over the *whole* sequence, the ``num_extra_tokens`` leading
+    extra tokens included, so patch ``i`` is a source when ``E + i`` is
+    even. The extra tokens never merge (the official code protects them
+    with ``-inf`` scores). The output is ``[extras, unmerged sources,
+    destinations]``: the unmerged sources in sequence order when there is a
+    class token (``E > 0``), otherwise in descending order of their best
+    score (the official code sorts them only to keep the class token
+    first); the next layer alternates over that order.
+
+    ``alternate='patches'`` (mmtokenprune 0.1): alternate over the patch
+    tokens only (patch 0 is a source) and keep the kept tokens in sequence
+    order.
 
     Args:
-        metric (Tensor): ``(B, N, d)`` per-token features to compare (ToMe
+        metric (Tensor): ``(B, N, d)`` features of the patch tokens (ToMe
             uses the attention keys averaged over heads).
         r (int): tokens to remove, ``0 <= r <= N // 2``.
+        num_extra_tokens (int): leading extra tokens (cls, dist) of the
+            sequence the patch tokens sit in. Defaults to 0.
+        alternate (str): ``'sequence'`` or ``'patches'``. Defaults to
+            'sequence'.
 
     Returns:
         MergePlan: from ``N`` to ``N - r`` tokens.
     """
     B, N, _ = metric.shape
     idx = torch.arange(N, device=metric.device).expand(B, N)
-    src_idx, dst_idx = idx[:, ::2], idx[:, 1::2]
-    return plan_from_scores(
-        _cosine(metric, src_idx, dst_idx), src_idx, dst_idx, r)
+    first = num_extra_tokens % 2 if alternate == 'sequence' else 0
+    src_idx, dst_idx = idx[:, first::2], idx[:, 1 - first::2]
+    scores = _cosine(metric, src_idx, dst_idx)
+    if alternate == 'patches':
+        return plan_from_scores(scores, src_idx, dst_idx, r)
+    best_val, best_dst = scores.max(dim=-1)  # ties: the first destination
+    order = best_val.argsort(dim=-1, descending=True, stable=True)
+    unmerged = order[:, r:]
+    if num_extra_tokens:
+        unmerged = unmerged.sort(dim=1).values
+    keep_idx = torch.cat([src_idx.gather(1, unmerged), dst_idx], dim=1)
+    merged_src = src_idx.gather(1, order[:, :r])
+    merged_dst = dst_idx.gather(1, best_dst.gather(1, order[:, :r]))
+    return _plan_in_order(keep_idx, merged_src, merged_dst)
 
+
+def _plan_in_order(keep_idx: Tensor, merged_src: Tensor,
+                   merged_dst: Tensor) -> MergePlan:
+    """The plan whose output token ``k`` is headed by ``keep_idx[:, k]``
+    and that folds ``merged_src`` into ``merged_dst`` (both kept tokens'
+    current indices)."""
+    B, n = keep_idx.shape
+    old2new = keep_idx.new_empty(B, n + merged_src.shape[1])
+    rank = torch.arange(n, device=keep_idx.device).expand(B, n)
+    old2new.scatter_(1, keep_idx, rank)
+    old2new.scatter_(1, merged_src, old2new.gather(1, merged_dst))
+    return MergePlan(old2new=old2new, keep_idx=keep_idx)
 
 
 def atme_level(num_tokens: int, grid_area: int) -> int:

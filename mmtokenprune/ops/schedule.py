@@ -21,6 +21,12 @@ class Step:
     r: Optional[int] = None
     keep_ratio: Optional[float] = None
 
+    def requested(self, num_tokens: int) -> int:
+        """Tokens this step asks to remove from ``num_tokens``, unchecked."""
+        if self.r is not None:
+            return self.r
+        return num_tokens - int(math.ceil(num_tokens * self.keep_ratio))
+
     def num_removed(self,
                     num_tokens: int,
                     key: str = 'token_cfg',
@@ -37,10 +43,7 @@ class Step:
         Raises:
             ValueError: if the step would remove more than ``max_removed``.
         """
-        if self.r is not None:
-            r = self.r
-        else:
-            r = num_tokens - int(math.ceil(num_tokens * self.keep_ratio))
+        r = self.requested(num_tokens)
         limit = num_tokens // 2 if max_removed is None else max_removed
         if r > limit:
             what = f'r={self.r}' if self.r is not None else \

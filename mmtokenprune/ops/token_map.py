@@ -25,7 +25,9 @@ class MergePlan:
         old2new (Tensor): ``(B, N)`` long, the output token each current
             token is folded into.
         keep_idx (Tensor): ``(B, num_out)`` long, the current token that
-            heads each output token (its anchor is inherited), ascending.
+            heads each output token (its anchor is inherited), in output
+            order: ascending, but for ToMe's official order (unmerged
+            sources, then destinations: :func:`~mmtokenprune.ops.tome_plan`).
     """
     old2new: Tensor
     keep_idx: Tensor

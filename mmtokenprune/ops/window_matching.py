@@ -5,8 +5,9 @@ sources and destinations is fixed per window size (and, for ATME, axis);
 only the scores depend on the features. The generic rest (shift regions,
 padding, capacity, the plan itself) is :mod:`.window_merge`.
 
-- ToMe: a checkerboard split (the same as ToMe's alternating split when
-  ``ws`` is odd); every pair scores its cosine.
+- ToMe (no official code for windows): the official alternation applied
+  to the window's flat sequence (a checkerboard when ``ws`` is odd); every
+  pair scores its cosine.
 - ATME (our reading of CAIT, as :func:`~.matching.atme_plan` on an intact
   grid): sources have an odd coordinate along ``axis`` (plus the first even
   cells up to ``N // 2``); a destination touching the source scores its
@@ -35,15 +36,17 @@ def _cosine(a: Tensor, b: Tensor, norm_a: Tensor, norm_b: Tensor) -> Tensor:
 def tome_window_roles(window_size: int,
                       device: Optional[torch.device] = None
                       ) -> Tuple[Tensor, Tensor]:
-    """ToMe's sources and destinations of one window: a checkerboard.
+    """ToMe's sources and destinations of one window: the official
+    alternation over a sequence, here the window's flat ``ws * ws`` cells
+    (no extra tokens): even positions are sources. On an odd ``ws`` this is
+    a checkerboard, on an even one alternate columns.
 
     Returns:
         tuple[Tensor, Tensor]: ``src_idx`` ``(Ns, )`` and ``dst_idx``
         ``(Nd, )`` cell indices.
     """
-    ws = window_size
-    idx = torch.arange(ws * ws, device=device)
-    src = ((idx // ws + idx % ws) % 2 == 0)
+    idx = torch.arange(window_size * window_size, device=device)
+    src = idx % 2 == 0
     return idx[src], idx[~src]
 
 
@@ -55,10 +58,7 @@ def tome_window_scores(metric: Tensor, src_idx: Tensor,
         metric (Tensor): ``(B * nW, ws * ws, d)`` window features.
         src_idx, dst_idx (Tensor): :func:`tome_window_roles`.
     """
-    if metric.shape[1] % 2 == 1:  # odd ws: checkerboard == every other
-        a, b = metric[:, 0::2], metric[:, 1::2]  # views, no gather
-    else:
-        a, b = metric.index_select(1, src_idx), metric.index_select(1, dst_idx)
+    a, b = metric[:, 0::2], metric[:, 1::2]  # the roles' cells, as views
     norm = a.norm(dim=-1).unsqueeze(2) * b.norm(dim=-1).unsqueeze(1)
     return (a @ b.transpose(1, 2)) / norm.clamp(min=1e-12)
 

@@ -1,6 +1,11 @@
 """ATME and ToMe: reducers that fold matched tokens into others."""
+import functools
+
+import torch
+from mmengine.logging import print_log
+
 from ...ops import atme_plan, tome_plan
-from ...ops.matching import NEIGHBOURHOODS, ROLES
+from ...ops.matching import NEIGHBOURHOODS, ROLES, ALTERNATIONS
 from ...ops.window import layout_tensors
 from ...ops.window_matching import (atme_window_roles, atme_window_scores,
                                     tome_window_roles, tome_window_scores)
@@ -15,22 +20,65 @@ PLACES = ('after_attention', 'before_block')
 
 @TOKEN_REDUCERS.register_module()
 class ToMe(TokenReducer):
-    """ToMe bipartite soft matching, the training-free baseline.
+    """ToMe bipartite soft matching, the training-free baseline, as the
+    official code merges.
 
     `Token Merging: Your ViT but Faster <https://arxiv.org/abs/2210.09461>`_.
-    Sequence: alternating split, any pair may match. Windows: a
-    checkerboard split.
+    Sequence: :func:`~mmtokenprune.ops.tome_plan`; ``r`` above half of the
+    patch tokens is clamped to half (once logged), as the official code
+    does. Windows (no official code): the same parity rule over each
+    window's flat ``ws * ws`` sequence, which has no extra tokens (on an odd
+    ``ws``, Swin's 7, a checkerboard).
+
+    Options:
+        alternate (str): ``'sequence'`` (the official code: sources and
+            destinations alternate over the whole sequence, extra tokens
+            included, and the output is ``[extras, unmerged sources,
+            destinations]``) or ``'patches'`` (mmtokenprune 0.1: alternate
+            over the patch tokens, keep sequence order). Sequences only.
+            Defaults to 'sequence'.
     """
 
+    options = dict(alternate='sequence')
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.check_choice('alternate', ALTERNATIONS)
+
+    def num_removed(self, num_tokens, where=''):
+        requested = self.step.requested(num_tokens)
+        r = min(requested, num_tokens // 2)
+        if r < requested and not torch.compiler.is_compiling():
+            _log_clamp(self.key, self.index, requested, num_tokens, where)
+        return r
+
     def plan(self, metric, tokens, r):
-        return tome_plan(metric, r)
+        return tome_plan(metric, r, self.num_extra_tokens,
+                         self.alternate)
 
     def window_roles(self, window_size, device=None):
-        # fixed sizes for torch.compile: the split is a boolean mask's
+        if self.alternate != 'sequence':
+            raise ValueError(
+                f'`{self.key}.alternate={self.alternate!r}` applies to '
+                "token sequences (ViT) only; Swin windows take "
+                "alternate='sequence'.")
+        # fixed sizes for torch.compile: the roles are a boolean mask's
         return layout_tensors(tome_window_roles, window_size, device=device)
 
     def window_scores(self, metric, src_idx, dst_idx):
         return tome_window_scores(metric, src_idx, dst_idx)
+
+
+@functools.lru_cache(maxsize=64)
+def _log_clamp(key: str, index: int, requested: int, num_tokens: int,
+               where: str) -> None:
+    """One log line per clamped setting (cached: not once per forward)."""
+    at = f' at {where}' if where else ''
+    print_log(
+        f'`{key}` type=\'ToMe\' (reducing layer {index}{at}): r={requested} '
+        f'is more than half of {num_tokens} patch tokens; merging '
+        f'{num_tokens // 2}, as the official ToMe clamps it.',
+        logger='current')
 
 
 @TOKEN_REDUCERS.register_module()
