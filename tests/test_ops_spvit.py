@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmtokenprune.ops.package import package_mean, package_token
+from mmtokenprune.ops.package import package_token
 from mmtokenprune.ops.predictors import MultiheadPredictorLG
 
 
@@ -124,22 +124,11 @@ def test_package_token_is_the_unnormalised_weighted_sum():
         package_token(x, drop, keep_prob), torch.tensor([[[2.7, 3.4]]]))
 
 
-def test_package_mean_is_the_mean_of_dropped_tokens():
-    x, drop = _hand_tokens()
-    torch.testing.assert_close(
-        package_mean(x, drop), torch.tensor([[[3., 4.]]]))
-    gathered = x[:, [0, 2]]
-    torch.testing.assert_close(
-        package_mean(gathered), torch.tensor([[[3., 4.]]]))
-
-
 def test_empty_drop_set_gives_zeros():
     x, _ = _hand_tokens()
     none = torch.zeros(1, 3)
     zeros = torch.zeros(1, 1, 2)
     torch.testing.assert_close(package_token(x, none, torch.rand(1, 3)), zeros)
-    torch.testing.assert_close(package_mean(x, none), zeros)
-    torch.testing.assert_close(package_mean(x[:, :0]), zeros)
 
 
 def test_package_gradients_reach_tokens_scores_and_drop():

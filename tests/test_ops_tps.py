@@ -271,7 +271,7 @@ def test_tps_and_spvit_ops_are_exported():
         'gumbel_softmax', 'sample_keep', 'policy_matrix', 'policy_bias',
         'policy_softmax', 'policy_attention', 'squeeze_tokens', 'squeeze_plan',
         'tps_squeeze', 'squeeze_train', 'PredictorLG', 'MultiheadPredictorLG',
-        'package_token', 'package_mean', 'num_keep_from_ratio', 'topk_split',
+        'package_token', 'num_keep_from_ratio', 'topk_split',
         'cls_attention_score'
     ]
     for name in names:

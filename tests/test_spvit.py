@@ -63,9 +63,11 @@ def test_dropped_positions_show_their_feature_or_the_package(dense):
     assert dropped.sum() == 16
     if dense == 'last':
         torch.testing.assert_close(full[dropped], patches[dropped])
-    else:  # the mean of the dropped tokens, the new package
-        package = torch.stack([patches[b][dropped[b]].mean(0)
-                               for b in range(2)])
+    else:  # the package of training: the dropped tokens weighted by
+        # their keep probability, scored with the old package in view
+        _, scores = reducer.selector(x[:, 1:])
+        package = torch.einsum('bn,bnc->bc',
+                               dropped.float() * scores[:, :16, 0], patches)
         torch.testing.assert_close(out[:, 10], package)
         torch.testing.assert_close(full[dropped],
                                    package.repeat_interleave(8, 0))
@@ -85,6 +87,73 @@ def test_training_package_is_the_weighted_sum_of_the_dropped_tokens():
     # dropped tokens stand for no patch; their positions look aside
     assert torch.all(after.size[drop.bool()] == 0)
     assert torch.all(after.assign[drop.bool()] >= 16)
+
+
+@pytest.mark.parametrize('training', [True, False])
+def test_the_selector_sees_the_earlier_packages(training):
+    # at a second stage the original scores x[:, 1:] (patches and earlier
+    # packages) with the previous decision padded with ones
+    reducer = _reducer().train(training)
+    x = torch.randn(2, 1 + 16 + 1, 16)  # cls, 16 patches, an old package
+    tokens = TokenMap.identity(2, (4, 4))
+    prev = (torch.rand(2, 16) > 0.3).float()
+    if training:
+        tokens = TokenMap(tokens.assign, tokens.size, tokens.anchor,
+                          tokens.grid, policy=prev)
+    seen = []
+    reducer.selector.register_forward_hook(
+        lambda mod, args, out: seen.append((args, out)))
+    with torch.no_grad():
+        out, after = reducer(x, tokens)
+    (inputs, policy), (_, scores) = seen[0]
+    torch.testing.assert_close(inputs, x[:, 1:])
+    if training:
+        torch.testing.assert_close(
+            policy, torch.cat([prev, torch.ones(2, 1)], dim=1))
+        drop = prev - after.policy
+    else:
+        assert policy is None  # the kept tokens only: all count
+        drop = (after.assign >= after.num_tokens).float()
+    # the new package weighs the dropped patches by those scores
+    torch.testing.assert_close(
+        out[:, -1], torch.einsum('bn,bnc->bc', drop * scores[:, :16, 0],
+                                 x[:, 1:17]))
+
+
+def _noise(monkeypatch, keep):
+    """Gumbel noise that makes the sample keep exactly ``keep`` (bool,
+    ``(B, N)``; tokens past it, the packages, kept)."""
+
+    def exponential(like):
+        e = torch.ones_like(like)
+        k = torch.ones(like.shape[:2], dtype=torch.bool)
+        k[:, :keep.shape[1]] = keep
+        e[..., 0] = torch.where(k, 1e-30, 1e30)  # noise +69 / -69
+        e[..., 1] = torch.where(k, 1e30, 1e-30)
+        return e
+
+    monkeypatch.setattr('mmtokenprune.ops.gumbel._sample_exponential',
+                        exponential)
+
+
+def test_sample_keeps_what_was_sampled(monkeypatch):
+    reducer = _reducer(sample=True).eval()
+    x = torch.randn(1, 1 + 16, 16)
+    with torch.no_grad():
+        _, scores = reducer.selector(x[:, 1:])
+    likeliest = scores[0, :, 0].argmax().item()
+    keep = torch.zeros(1, 16, dtype=torch.bool)
+    keep[0, [(likeliest + 1) % 16, (likeliest + 5) % 16]] = True
+    _noise(monkeypatch, keep)
+    with torch.no_grad():
+        _, tokens = reducer(x, TokenMap.identity(1, (4, 4)))
+    # the likeliest token was not sampled and is not forced back in
+    assert tokens.anchor[0].tolist() == keep[0].nonzero()[:, 0].tolist()
+    # an empty sample keeps the likeliest token alone
+    _noise(monkeypatch, torch.zeros(1, 16, dtype=torch.bool))
+    with torch.no_grad():
+        _, tokens = reducer(x, TokenMap.identity(1, (4, 4)))
+    assert tokens.anchor.tolist() == [[likeliest]]
 
 
 def test_the_selector_learns_and_extra_tokens_are_kept_in_training():

@@ -6,7 +6,7 @@ from .prune_spec import LayerDims, PruneSpec
 from .schedule import Step, parse_schedule
 from .token_map import MergePlan, TokenMap, merge_tokens, unmerge_tokens
 from .gumbel import gumbel_softmax, sample_keep
-from .package import package_mean, package_token
+from .package import package_token
 from .policy_attn import (policy_attention, policy_bias, policy_matrix,
                           policy_softmax)
 from .predictors import MultiheadPredictorLG, PredictorLG
@@ -19,7 +19,7 @@ __all__ = [
     'plan_from_scores', 'tome_plan', 'LayerDims', 'PruneSpec', 'Step',
     'parse_schedule', 'MergePlan', 'TokenMap', 'merge_tokens',
     'unmerge_tokens',
-    'gumbel_softmax', 'sample_keep', 'package_mean', 'package_token',
+    'gumbel_softmax', 'sample_keep', 'package_token',
     'policy_attention', 'policy_bias', 'policy_matrix', 'policy_softmax',
     'MultiheadPredictorLG', 'PredictorLG', 'squeeze_plan', 'squeeze_tokens',
     'squeeze_train', 'tps_squeeze', 'cls_attention_score',

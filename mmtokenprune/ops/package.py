@@ -6,19 +6,18 @@ at every selector, one *package* token built from the tokens dropped there
 training code (``SPViT vit_l2_3keep_senet.py:
 VisionTransformerDiffPruning.forward``) sums the dropped tokens weighted by
 their keep probability ``S`` and does **not** normalise (the division by
-``sum S`` is commented out there); the inference code
-(``vit_l2_3keep_senet_inference.py``) takes their plain mean.
+``sum S`` is commented out there). The same model in eval mode, the
+original's evaluated path, makes it the same way; training and inference
+both use this form here.
 """
-from typing import Optional
-
 import torch
 from torch import Tensor
 
-__all__ = ['package_token', 'package_mean']
+__all__ = ['package_token']
 
 
 def package_token(x: Tensor, drop: Tensor, keep_prob: Tensor) -> Tensor:
-    """Training form: ``pkg = sum_j drop_j * S_j * x_j`` (not normalised).
+    """``pkg = sum_j drop_j * S_j * x_j`` (not normalised).
 
     Args:
         x (Tensor): ``(B, N, C)`` tokens the selector scored.
@@ -32,24 +31,3 @@ def package_token(x: Tensor, drop: Tensor, keep_prob: Tensor) -> Tensor:
     """
     w = (drop * keep_prob).to(x.dtype)
     return torch.einsum('bn,bnc->bc', w, x).unsqueeze(1)
-
-
-def package_mean(x: Tensor, drop: Optional[Tensor] = None) -> Tensor:
-    """Inference form: the mean of the dropped tokens.
-
-    Args:
-        x (Tensor): ``(B, N, C)`` tokens; with ``drop=None`` these are the
-            dropped tokens themselves (gathered, ``N`` may be 0).
-        drop (Tensor, optional): ``(B, N)`` drop mask over ``x``.
-
-    Returns:
-        Tensor: ``(B, 1, C)``; zeros, not NaN, when nothing was dropped
-        (the original divides by the bare count).
-    """
-    if drop is None:
-        drop = x.new_ones(x.shape[:2])
-    w = drop.to(x.dtype)
-    total = torch.einsum('bn,bnc->bc', w, x).unsqueeze(1)
-    count = w.sum(dim=1)
-    count = torch.where(count > 0, count, torch.ones_like(count))
-    return total / count[:, None, None]

@@ -7,14 +7,19 @@ tokens; the dropped ones are summarised into one *package token* appended
 after the sequence (earlier packages always stay, and never enter the merge
 map).
 
-- **training** (as the original's training file): straight-through
-  Gumbel-softmax decisions within the previous keep mask, all tokens stay
-  and the dropped ones are masked as attention keys; the package is the
-  keep-probability-weighted sum of the dropped tokens (not normalised);
+- **the selector** scores the patch tokens and the earlier package tokens
+  (the original scores ``x[:, 1:]``, packages included, with the previous
+  decision padded with ones); the packages' own scores are not used;
+- **training** (as the original, ``vit_l2_3keep_senet.py``):
+  straight-through Gumbel-softmax decisions within the previous keep mask,
+  all tokens stay and the dropped ones are masked as attention keys; the
+  package is the keep-probability-weighted sum of the dropped tokens (not
+  normalised);
 - **inference**: a fixed top-k by keep probability per image (batchable;
-  ours: the original samples a per-image count, B=1, which
-  ``sample=True`` reproduces); the package is the mean of the dropped
-  tokens (as the original's inference file).
+  ours: the original's evaluated path samples a per-image count, B=1,
+  which ``sample=True`` reproduces); the package is the training one, the
+  keep-probability-weighted sum of the dropped tokens, as the original's
+  evaluated path (its model in eval mode) makes it.
 
 Dense heads (ours; SPViT has no segmentation): a dropped position takes its
 own feature at the moment it was dropped (``dense='last'``, as DToP) or the
@@ -31,12 +36,13 @@ windows"); ``dense='package'`` and ``sample=True`` are refused there.
 """
 import math
 from dataclasses import replace
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from ...ops import (MergePlan, MultiheadPredictorLG, TokenMap, gumbel_softmax,
-                    package_mean, package_token, sample_keep, topk_split)
+                    package_token, sample_keep, topk_split)
 from ...ops.window_prune import (window_keep_mask, window_keep_split,
                                  window_real)
 from ...registry import TOKEN_REDUCERS
@@ -72,8 +78,8 @@ class SPViT(TokenReducer):
         dense (str): what a dropped position shows dense heads: 'last' or
             'package'. Defaults to 'last'.
         sample (bool): inference keeps the sampled decision (the original's
-            per-image count; batch size 1 only) instead of the top-k.
-            Defaults to False.
+            per-image count; batch size 1 only) instead of the top-k; an
+            empty sample keeps the likeliest token. Defaults to False.
         package (bool): False: no package token, the dropped tokens are
             only set aside for dense heads (plain pruning with SPViT's
             selector, the control of the package). Defaults to True.
@@ -104,12 +110,29 @@ class SPViT(TokenReducer):
                 f"`{self.key}` type='SPViT' at reducing layer {self.index}: "
                 f'the selector splits the layer into its heads: {e}') from e
 
-    def reduce(self, patches, tokens, attn):
+    def forward(self, x, tokens, queries=None, keys=None, scale=None):
+        """As the base, but the selector also sees the earlier package
+        tokens (the sequence's tail), as the original's ``x[:, 1:]``."""
+        head, patches, tail = self.split(x, tokens)
         if self.training:
-            patches, package, tokens = self._train_step(patches, tokens)
+            patches, package, tokens = self._train_step(patches, tail, tokens)
         else:
-            patches, package, tokens = self._infer_step(patches, tokens)
-        return patches, tokens, package
+            patches, package, tokens = self._infer_step(patches, tail, tokens)
+        parts = [head, patches, tail] + ([package] if self.package else [])
+        return torch.cat(parts, dim=1), tokens
+
+    def _select(self, patches: Tensor, tail: Tensor,
+                prev: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """The selector's ``(B, N + T, 2)`` scores of the patch tokens and
+        the ``T`` earlier packages, under the keep policy ``prev`` of the
+        patches (packages count as kept): the original scores
+        ``x[:, 1:]`` with the previous decision padded with ones."""
+        T = tail.shape[1]
+        if T:
+            patches = torch.cat([patches, tail], dim=1)
+            if prev is not None:
+                prev = torch.cat([prev, prev.new_ones(prev.shape[0], T)], 1)
+        return self.selector(patches, prev)
 
     def _set_aside(self, tokens: TokenMap, moved: Tensor, patches: Tensor,
                    package: Tensor) -> TokenMap:
@@ -120,38 +143,43 @@ class SPViT(TokenReducer):
         own = torch.arange(moved.shape[1], device=moved.device)
         return tokens.set_aside(moved, patches, own.expand_as(moved))
 
-    def _train_step(self, patches: Tensor, tokens: TokenMap):
+    def _train_step(self, patches: Tensor, tail: Tensor, tokens: TokenMap):
         B, N, _ = patches.shape
         prev = tokens.policy
         if prev is None:
             prev = patches.new_ones(B, N)
-        log_scores, scores = self.selector(patches, prev)
-        keep = sample_keep(log_scores, prev, tau=self.tau)
+        log_scores, scores = self._select(patches, tail, prev)
+        # sampled over packages too (then cut), as the original: the same
+        # noise for the same seed
+        keep = sample_keep(log_scores, tau=self.tau)[:, :N] * prev
         drop = prev - keep  # dropped now (straight-through)
-        package = package_token(patches, drop, scores[..., 0]) \
+        package = package_token(patches, drop, scores[:, :N, 0]) \
             if self.package else None
         tokens = self._set_aside(tokens, drop.detach() > 0, patches, package)
         return patches, package, replace(tokens, policy=keep)
 
-    def _infer_step(self, patches: Tensor, tokens: TokenMap):
+    def _infer_step(self, patches: Tensor, tail: Tensor, tokens: TokenMap):
         B, N, _ = patches.shape
-        log_scores, scores = self.selector(patches)
+        log_scores, scores = self._select(patches, tail)
+        keep_prob = scores[:, :N, 0]
         if self.sample:
             if B != 1:
                 raise ValueError(f'`{self.key}.sample=True` keeps a '
                                  'per-image count: batch size 1 only; got '
                                  f'{B}.')
-            keep = sample_keep(log_scores)[0].bool()
-            keep[scores[0, :, 0].argmax()] = True  # one token stays
+            keep = sample_keep(log_scores)[0, :N].bool()
+            if not keep.any():  # an empty sample: the likeliest one stays
+                keep[keep_prob[0].argmax()] = True
             keep_idx = keep.nonzero()[:, 0].unsqueeze(0)
             drop_idx = (~keep).nonzero()[:, 0].unsqueeze(0)
         else:
-            keep_idx, drop_idx = topk_split(scores[..., 0],
+            keep_idx, drop_idx = topk_split(keep_prob,
                                             N - self.num_removed(N))
-        package = package_mean(_gather(patches, drop_idx)) \
-            if self.package else None
         moved = torch.zeros(B, N, dtype=torch.uint8, device=patches.device)
         moved = moved.scatter_(1, drop_idx, 1).bool()  # int: jit-traceable
+        # the package of training (and of the original's evaluated path)
+        package = package_token(patches, moved.to(patches.dtype),
+                                keep_prob) if self.package else None
         tokens = self._set_aside(tokens, moved, patches, package)
         patches, tokens = _keep(patches, tokens, keep_idx)
         return patches, package, tokens
