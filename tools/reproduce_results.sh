@@ -56,6 +56,11 @@
 #   transfer-xseq CIFAR-10 -> CamVid on the xseq protocol: the ATME+CDCP
 #                 export of cifar10-reducers trained 1k iterations, and the
 #                 same model from scratch
+#   rerank        after ToMe and SPViT were made to match their official
+#                 code: ATME (both roles) and ToMe (official and the 0.1
+#                 alternation) training-free at five levels, timed; the
+#                 control, ATME, ATME quincunx, ToMe and SPViT fine-tuned
+#                 with seeds 0, 1, 2 (SPViT scored with both dense options)
 #
 # Outputs go under $WORK (default work_dirs/); each command's wall time is
 # printed. Latency uses one torch thread and process CPU time, robust to
@@ -509,6 +514,39 @@ stage_atme_variants() {
     xseq_accuracy $W/sweep_xseq_atme_variants baseline "${settings[@]}"
 }
 
+# rerank: every fine-tune that ranks ToMe, SPViT and ATME's roles, after ToMe
+# and SPViT were made to match their official code (0.2); three seeds.
+RERANK_RUNS=(
+    "control|||baseline"
+    "atme|atme||ATME:keep_ratio=0.6,layers=0/3"
+    "atme-quincunx|atme|model.backbone.token_cfg.roles=quincunx|ATME:keep_ratio=0.6,layers=0/3,roles=quincunx"
+    "tome|tome||ToMe:keep_ratio=0.6,layers=0/3"
+    "spvit|spvit||SPViT:keep_ratio=0.42,layers=3/6/9,prop_attn=0"
+)
+RERANK_SEEDS=(0 1 2)
+
+stage_rerank() {
+    need $BAL/iter_4000.pth xseq-balanced
+    local s row name prefix opts setting d seed tf=(baseline) ft=(baseline)
+    for s in "keep_ratio=0.9" "keep_ratio=0.85,layers=0/3" "keep_ratio=0.75,layers=0/3" \
+             "keep_ratio=0.6,layers=0/3" "keep_ratio=0.5,layers=0/3"; do
+        tf+=("ATME:$s" "ATME:$s,roles=quincunx" "ToMe:$s" "ToMe:$s,alternate=patches")
+    done
+    xseq_accuracy $W/sweep_rerank_trainingfree "${tf[@]}"
+    xseq_timing $W/sweep_rerank_trainingfree "${tf[@]}"
+    for seed in "${RERANK_SEEDS[@]}"; do
+        for row in "${RERANK_RUNS[@]}"; do
+            IFS='|' read -r name prefix opts setting <<< "$row"
+            d=$W/camvid_xseq-ft_$name$([[ $seed == 0 ]] || echo _seed$seed)
+            reducer_train $name "$(reducer_config "$prefix")" "$opts" $d $seed
+            ft+=("$(reducer_setting "$setting" $d)")
+            # SPViT's dense heads: the package as training made it
+            [[ $name != spvit ]] || ft+=("$(reducer_setting "$setting,dense=package" $d)")
+        done
+        xseq_accuracy $W/sweep_rerank_finetuned "${ft[@]}"  # resumes: new rows only
+    done
+}
+
 CIFAR_FT=configs/cifar10  # <reducer>_deit-t16_1xb64-200it-ft_cifar10-128px.py
 CIFAR_FT_SUFFIX=deit-t16_1xb64-200it-ft_cifar10-128px.py
 CIFAR_SIZE=(--image-size 128 128)
@@ -569,7 +607,7 @@ stage_transfer_xseq() {
 stages=("$@")
 ALL_STAGES=(baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets
             deploy xseq xseq-balanced reducers reducers-seed1 atme-variants cifar10-reducers
-            transfer-xseq)
+            transfer-xseq rerank)
 [[ ${#stages[@]} -gt 0 ]] || stages=("${ALL_STAGES[@]}")
 for s in "${stages[@]}"; do
     [[ " ${ALL_STAGES[*]} " == *" $s "* ]] || {
