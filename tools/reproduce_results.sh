@@ -545,6 +545,18 @@ stage_rerank() {
         done
         xseq_accuracy $W/sweep_rerank_finetuned "${ft[@]}"  # resumes: new rows only
     done
+    python tools/analysis/seed_table.py $W/sweep_rerank_finetuned \
+        --control camvid_xseq-ft_control/ | tee $W/rerank_seeds.md
+    # ATME against ToMe at equal FLOPs on DeiT-S 512x512 (section 8's arms)
+    local base=configs/ade20k/deit-s16_upernet_8xb2-80k_ade20k-512x512.py
+    local atme=configs/ade20k/atme_deit-s16_upernet_8xb2-80k_ade20k-512x512.py
+    run python tools/analysis/benchmark.py --parts backbone --threads 1 --clock cpu \
+        --batch-sizes 1 --repeats 7 --warmup 1 --setting baseline $base \
+        --setting ATME $atme --setting ATME-quincunx $atme model.backbone.token_cfg.roles=quincunx \
+        --setting ToMe $atme model.backbone.token_cfg.type=ToMe \
+        --setting ToMe-patches $atme model.backbone.token_cfg.type=ToMe \
+        model.backbone.token_cfg.alternate=patches \
+        --out $W/rerank_atme_tome_512.md --csv $W/rerank_atme_tome_512.csv
 }
 
 CIFAR_FT=configs/cifar10  # <reducer>_deit-t16_1xb64-200it-ft_cifar10-128px.py
