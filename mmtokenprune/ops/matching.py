@@ -36,8 +36,8 @@ from torch import Tensor
 from .token_map import MergePlan, TokenMap
 
 __all__ = [
-    'plan_from_scores', 'plan_from_best', 'tome_plan', 'ALTERNATIONS', 'atme_plan',
-    'atme_plan_dense', 'atme_level'
+    'plan_from_scores', 'plan_from_best', 'tome_plan', 'ALTERNATIONS',
+    'atme_plan', 'atme_plan_dense', 'atme_level'
 ]
 
 # Score given to a source-destination pair whose regions do not touch:

@@ -5,7 +5,7 @@ import torch
 from mmengine.logging import print_log
 
 from ...ops import atme_plan, tome_plan
-from ...ops.matching import NEIGHBOURHOODS, ROLES, ALTERNATIONS
+from ...ops.matching import ALTERNATIONS, NEIGHBOURHOODS, ROLES
 from ...ops.window import layout_tensors
 from ...ops.window_matching import (atme_window_roles, atme_window_scores,
                                     tome_window_roles, tome_window_scores)
