@@ -547,6 +547,10 @@ stage_rerank() {
     done
     python tools/analysis/seed_table.py $W/sweep_rerank_finetuned \
         --control camvid_xseq-ft_control/ | tee $W/rerank_seeds.md
+    # the fine-tuned settings' latency (shapes only: no checkpoint needed)
+    xseq_timing $W/sweep_rerank_timing baseline \
+        "ATME:keep_ratio=0.6,layers=0/3" "ATME:keep_ratio=0.6,layers=0/3,roles=quincunx" \
+        "ToMe:keep_ratio=0.6,layers=0/3" "SPViT:keep_ratio=0.42,layers=3/6/9,prop_attn=0"
     # ATME against ToMe at equal FLOPs on DeiT-S 512x512 (section 8's arms)
     local base=configs/ade20k/deit-s16_upernet_8xb2-80k_ade20k-512x512.py
     local atme=configs/ade20k/atme_deit-s16_upernet_8xb2-80k_ade20k-512x512.py
