@@ -60,7 +60,8 @@
 #                 code: ATME (both roles) and ToMe (official and the 0.1
 #                 alternation) training-free at five levels, timed; the
 #                 control, ATME, ATME quincunx, ToMe and SPViT fine-tuned
-#                 with seeds 0, 1, 2 (SPViT scored with both dense options)
+#                 with seeds 0, 1, 2 (SPViT scored with both dense options);
+#                 ATME vs ToMe on DeiT-S 512 (timing); CIFAR-10 training-free
 #
 # Outputs go under $WORK (default work_dirs/); each command's wall time is
 # printed. Latency uses one torch thread and process CPU time, robust to
@@ -561,6 +562,15 @@ stage_rerank() {
         --setting ToMe-patches $atme model.backbone.token_cfg.type=ToMe \
         model.backbone.token_cfg.alternate=patches \
         --out $W/rerank_atme_tome_512.md --csv $W/rerank_atme_tome_512.csv
+    # CIFAR-10, training-free: the official ToMe against the 0.1 rule and ATME
+    [[ -d data/cifar10 ]] || run python tools/prepare_cifar10.py
+    [[ -f $CLS/iter_600.pth ]] || run python tools/train.py $CLS_CFG --work-dir $CLS
+    local c=(baseline)
+    for s in "keep_ratio=0.75,layers=0/3" "keep_ratio=0.6,layers=0/3"; do
+        c+=("ATME:$s" "ToMe:$s" "ToMe:$s,alternate=patches")
+    done
+    run python tools/analysis/sweep.py $CLS_CFG $CLS/iter_600.pth --accuracy-only \
+        --threads 2 "${CIFAR_SIZE[@]}" --out $W/sweep_rerank_cifar10 --settings "${c[@]}"
 }
 
 CIFAR_FT=configs/cifar10  # <reducer>_deit-t16_1xb64-200it-ft_cifar10-128px.py
