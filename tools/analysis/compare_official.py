@@ -217,11 +217,11 @@ def compare_spvit(args) -> None:
         return
 
     # the same decisions: argmax of the scores, no Gumbel noise either side
-    def argmax_softmax(logits, tau=1, hard=True, **kwargs):
+    def argmax_softmax(logits, **kwargs):  # F.gumbel_softmax, no noise
         soft = logits.softmax(-1)
-        hard = torch.zeros_like(soft).scatter_(
+        one_hot = torch.zeros_like(soft).scatter_(
             -1, soft.argmax(-1, keepdim=True), 1.)
-        return hard - soft.detach() + soft
+        return one_hot - soft.detach() + soft
 
     F.gumbel_softmax = argmax_softmax
     gumbel._sample_exponential = torch.ones_like
