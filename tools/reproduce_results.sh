@@ -3,7 +3,8 @@
 #
 #   bash tools/reproduce_results.sh [STAGE ...]     # default: all, in order
 #
-# Stages (each needs the ones before it, except cifar10 and cifar10-reducers):
+# Stages (each needs the ones before it, except cifar10, cifar10-reducers and
+# rerank-cifar10):
 #   baseline      CamVid DeiT-T + FCN from scratch, 4k iterations
 #   trainingfree  ATME/ToMe sweep on the baseline; merge-region figures
 #   finetune      ATME+CDCP fine-tune (1k), export; unpruned 1k control; sweep
@@ -62,6 +63,9 @@
 #                 control, ATME, ATME quincunx, ToMe and SPViT fine-tuned
 #                 with seeds 0, 1, 2 (SPViT scored with both dense options);
 #                 ATME vs ToMe on DeiT-S 512 (timing); CIFAR-10 training-free
+#   rerank-cifar10 the same on CIFAR-10 fine-tuned: the control, ATME, ToMe
+#                 and SPViT 200 iterations from the 600-iteration classifier
+#                 (trained here if missing), seeds 0, 1, 2; latency b1 and b32
 #
 # Outputs go under $WORK (default work_dirs/); each command's wall time is
 # printed. Latency uses one torch thread and process CPU time, robust to
@@ -611,6 +615,38 @@ stage_cifar10_reducers() {
         --title "CIFAR-10 (10k test images): top-1 vs backbone latency (128x128, b32) and GFLOPs"
 }
 
+# CIFAR-10 fine-tuned, after ToMe and SPViT were made to match their official
+# code: the control, ATME, ToMe and SPViT of REDUCER_RUNS fine-tuned 200
+# iterations from the 600-iteration classifier with seeds 0, 1, 2; accuracy
+# on the 10k test images, the seed table, and latency at batch 1 and 32
+RERANK_CIFAR_RUNS=(control atme tome spvit)
+stage_rerank_cifar10() {
+    [[ -d data/cifar10 ]] || run python tools/prepare_cifar10.py
+    [[ -f $CLS/iter_600.pth ]] || run python tools/train.py $CLS_CFG --work-dir $CLS
+    local row name prefix opts setting d seed settings=(baseline) timed=(baseline)
+    for seed in "${RERANK_SEEDS[@]}"; do
+        for row in "${REDUCER_RUNS[@]}"; do
+            IFS='|' read -r name prefix opts setting <<< "$row"
+            [[ " ${RERANK_CIFAR_RUNS[*]} " == *" $name "* ]] || continue
+            d=$W/cifar10-rerank_$name$([[ $seed == 0 ]] || echo _seed$seed)
+            reducer_train $name $CIFAR_FT/${prefix:+${prefix}_}$CIFAR_FT_SUFFIX "$opts" $d \
+                $seed $CLS/iter_600.pth 200
+            settings+=("$(reducer_setting "$setting" $d 200)")
+            [[ $seed != 0 || $name == control ]] || timed+=("$setting")
+        done
+        # resumes: each seed's new rows only
+        run python tools/analysis/sweep.py $CLS_CFG $CLS/iter_600.pth --accuracy-only \
+            --threads 2 "${CIFAR_SIZE[@]}" --out $W/sweep_rerank_cifar10_ft \
+            --settings "${settings[@]}"
+    done
+    python tools/analysis/seed_table.py $W/sweep_rerank_cifar10_ft \
+        --control cifar10-rerank_control/ | tee $W/rerank_cifar10_seeds.md
+    # latency depends on shapes only: the settings without checkpoints
+    run python tools/analysis/sweep.py $CLS_CFG $CLS/iter_600.pth --timing-only \
+        "${SWEEP_OPTS[@]}" "${CIFAR_SIZE[@]}" --batch-sizes 1 32 \
+        --out $W/sweep_rerank_cifar10_timing --settings "${timed[@]}"
+}
+
 # CIFAR-10 -> CamVid on the xseq protocol: the ATME+CDCP-learned CIFAR-10
 # export (stage cifar10-reducers) trained 1k iterations on CamVid, and the
 # same model from scratch; evaluated as they are and with ATME
@@ -633,7 +669,7 @@ stage_transfer_xseq() {
 stages=("$@")
 ALL_STAGES=(baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets
             deploy xseq xseq-balanced reducers reducers-seed1 atme-variants cifar10-reducers
-            transfer-xseq rerank)
+            transfer-xseq rerank rerank-cifar10)
 [[ ${#stages[@]} -gt 0 ]] || stages=("${ALL_STAGES[@]}")
 for s in "${stages[@]}"; do
     [[ " ${ALL_STAGES[*]} " == *" $s "* ]] || {
