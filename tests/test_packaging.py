@@ -2,14 +2,14 @@
 
 Builds the sdist and, from it, the wheel (``python -m build
 --no-isolation``: no download), installs the wheel with ``--no-deps`` into
-a fresh venv made with ``--system-site-packages`` (torch, mmcv, mmseg,
-mmpretrain and openmim are reused from this interpreter: installing them
-would need the network and minutes), and from a folder outside the
-repository runs what README's "Install from a wheel / with mim" shows:
-``mim search``, a 2-iteration ``mim train`` of a packaged CamVid config on
-a tiny synthetic CamVid-layout dataset, ``mim test`` of its checkpoint and
-``mim run mmtokenprune demo --quick``. The venv must import the wheel's
-``mmtokenprune``, never this checkout (asserted).
+a fresh venv that sees this interpreter's packages (torch, mmcv, mmseg,
+mmpretrain and openmim are reused, from a virtualenv as from the system
+Python: installing them would need the network and minutes), and from a
+folder outside the repository runs what README's "Install from a wheel /
+with mim" shows: ``mim search``, a 2-iteration ``mim train`` of a packaged
+CamVid config on a tiny synthetic CamVid-layout dataset, ``mim test`` of
+its checkpoint and ``mim run mmtokenprune demo --quick``. The venv must
+import the wheel's ``mmtokenprune``, never this checkout (asserted).
 
 The metafile checks at the end read the repository only.
 """
@@ -17,6 +17,7 @@ import glob
 import os
 import os.path as osp
 import re
+import site
 import subprocess
 import sys
 import zipfile
@@ -68,6 +69,7 @@ def venv(tmp_path_factory):
         str(env_dir)
     ])
     python = str(env_dir / 'bin' / 'python')
+    share_site_packages(python)
     # --ignore-installed: the editable checkout installed in the system
     # site-packages has the same version, so pip would keep it otherwise.
     run([
@@ -78,6 +80,24 @@ def venv(tmp_path_factory):
                 'print(sysconfig.get_paths()["purelib"])'],
                cwd=str(root)).stdout.strip()
     return dict(python=python, site=site, wheel=wheels[0], root=root)
+
+
+def share_site_packages(python: str) -> None:
+    """Let the venv of ``python`` import what this interpreter imports.
+
+    ``--system-site-packages`` exposes the *base* interpreter's packages
+    only: run from inside a virtualenv (how most users work), the test's
+    venv would miss everything installed there (mmcv-lite, mmseg, ...).
+    A ``.pth`` file in the new venv appends this interpreter's
+    site-packages to its ``sys.path``, after the venv's own (so the wheel
+    still wins). Plain paths, not site dirs: their ``.pth`` files, among
+    them the editable install of this checkout, stay unread.
+    """
+    own = run([python, '-c', 'import sysconfig; '
+               'print(sysconfig.get_paths()["purelib"])']).stdout.strip()
+    shared = [p for p in site.getsitepackages() if osp.isdir(p)]
+    with open(osp.join(own, '_mmtokenprune_test_parent.pth'), 'w') as f:
+        f.write('\n'.join(shared) + '\n')
 
 
 def clean_env() -> dict:
