@@ -6,6 +6,9 @@ import csv
 import importlib.util
 import os
 import os.path as osp
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -303,3 +306,41 @@ def test_demo_quick(tmp_path, monkeypatch):
     for key in ('regions', 'regions_fill'):
         assert Image.open(outputs[key]).size[0] > 300
     assert '| atme |' in open(outputs['table']).read()
+
+
+@pytest.mark.parametrize('busy,clock,threads', [(2.0, 'cpu', 1),
+                                                (0.2, 'wall', None)])
+def test_demo_picks_its_clock_by_the_load(tmp_path, monkeypatch, busy,
+                                          clock, threads):
+    """More than half the cores busy: process CPU time on one thread,
+    whatever torch's threads; otherwise wall-clock with torch's threads.
+    The table says which."""
+    demo = _load_tool('demo_tool', osp.join(REPO, 'tools', 'demo.py'))
+    monkeypatch.setattr(demo, 'busy_cores', lambda: busy)
+    monkeypatch.setattr(demo.os, 'cpu_count', lambda: 2)
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = spy_timer(monkeypatch)
+        outputs = demo.main(['--quick', '--out-dir', str(tmp_path)] +
+                            _tiny_settings(_tiny_config(tmp_path),
+                                           cdcp=False))
+    finally:
+        torch.set_num_threads(torch_threads)
+    assert seen['clock'] == [(clock, threads or 2)] * 8
+    head = open(outputs['table']).read().splitlines()[0]
+    assert head.startswith(f'Timing: other processes kept {busy:.1f} of 2')
+    assert ('process CPU time' in head) == (clock == 'cpu'), head
+
+
+def test_busy_cores_sees_another_process():
+    from mmtokenprune.analysis.latency import busy_cores
+    spinner = subprocess.Popen(
+        [sys.executable, '-c', 'import time\nt = time.time()\n'
+         'while time.time() - t < 30: pass'])
+    try:
+        time.sleep(0.2)
+        assert busy_cores(0.5) > 0.5
+    finally:
+        spinner.kill()
+        spinner.wait()

@@ -21,7 +21,7 @@ import torch
 
 __all__ = [
     'DTYPES', 'CLOCKS', 'CLOCK_TEXT', 'device_name', 'autocast', 'num_threads',
-    'check_timing', 'time_forward', 'time_interleaved'
+    'busy_cores', 'check_timing', 'time_forward', 'time_interleaved'
 ]
 
 DTYPES = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
@@ -79,6 +79,42 @@ CLOCK_TEXT = dict(
     wall='wall-clock',
     cpu=('process CPU time (with one thread: the latency without other '
          "jobs' preemption)"))
+
+
+def _cpu_jiffies() -> Optional[tuple]:
+    """``(busy, total)`` jiffies of all CPUs from ``/proc/stat``, or None
+    where it does not exist."""
+    try:
+        with open('/proc/stat') as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    busy = user + nice + system + irq + softirq + steal
+    return busy, busy + idle + iowait
+
+
+def busy_cores(interval: float = 1.0) -> float:
+    """How many cores other processes keep busy, now.
+
+    Sleeps ``interval`` seconds and reads the busy share of all CPUs over
+    them from ``/proc/stat`` (time stolen by the hypervisor counts as
+    busy): this process sleeps meanwhile, so the share is the other jobs'.
+    The 1-minute load average would lag by a minute and count what this
+    process itself did just before (an install, a build). Where
+    ``/proc/stat`` does not exist, that load average is the answer.
+
+    Returns:
+        float: busy cores, between 0 and ``os.cpu_count()``.
+    """
+    before = _cpu_jiffies()
+    if before is None:
+        return os.getloadavg()[0]
+    time.sleep(interval)
+    after = _cpu_jiffies()
+    total = after[1] - before[1]
+    share = (after[0] - before[0]) / total if total > 0 else 0.
+    return share * (os.cpu_count() or 1)
 
 
 def _check_threads(threads: Optional[int]) -> None:
