@@ -2,10 +2,11 @@
 from ..compat import applied  # noqa: F401  (environment fixes first)
 from . import losses  # noqa: F401  (registers the training losses)
 from . import reducers  # noqa: F401  (registers ATME, ToMe)
-from .backbones import PrunedVisionTransformer
+from .backbones import PrunedMMSegVisionTransformer, PrunedVisionTransformer
 from .backbones import PrunedSwinTransformer  # noqa: F401
 from .compressed_models import PrunedEncoderDecoder, PrunedImageClassifier
 
 __all__ = [
-    'PrunedVisionTransformer', 'PrunedEncoderDecoder', 'PrunedImageClassifier'
+    'PrunedVisionTransformer', 'PrunedMMSegVisionTransformer',
+    'PrunedEncoderDecoder', 'PrunedImageClassifier'
 ]

@@ -1,4 +1,5 @@
+from .mmseg_vit import PrunedMMSegVisionTransformer
 from .swin import PrunedSwinTransformer  # noqa: F401
 from .vit import PrunedVisionTransformer
 
-__all__ = ['PrunedVisionTransformer']
+__all__ = ['PrunedVisionTransformer', 'PrunedMMSegVisionTransformer']

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from ...ops import TokenMap, unmerge_tokens
 from ...registry import MODELS
+from ...utils.mmseg_keys import is_mmseg_vit
 from ..cdcp import CDCPBackbone
 from ..layers import PrunedTransformerEncoderLayer
 from ..reducers import TokenCfg
@@ -150,6 +151,23 @@ class PrunedVisionTransformer(TracesKeep, CDCPBackbone, VisionTransformer):
                 f'replaced; {self.token_cfg.describe()}; '
                 f'{self.channel_cfg.describe()}', logger='current')
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Modifications to upstream: refuses mmseg's ``VisionTransformer``
+        keys. Their names differ (``attn.attn.in_proj_*``) and so does the
+        architecture (no final norm, no patch-embedding bias); mmengine's
+        runner loads non-strictly, so they would otherwise give a silently
+        different model. :class:`PrunedMMSegVisionTransformer` loads
+        them."""
+        if is_mmseg_vit(k[len(prefix):] for k in state_dict
+                        if k.startswith(prefix)):
+            raise RuntimeError(
+                f'{type(self).__name__} (prefix {prefix!r}) was given mmseg '
+                "VisionTransformer keys ('layers.N.attn.attn.in_proj_weight' "
+                "...); build it as type='mmtokenprune."
+                "PrunedMMSegVisionTransformer', with the arguments of the "
+                "mmseg config (configs/mmseg-zoo/).")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # ------------------------------------------------------------ forward
     def forward(self, x: Tensor) -> Tuple:
         """Modifications to upstream: layers take and return the
@@ -177,14 +195,19 @@ class PrunedVisionTransformer(TracesKeep, CDCPBackbone, VisionTransformer):
         x, patch_resolution = self.patch_embed(x)
         if self.cls_token is not None:
             x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
-        x = x + resize_pos_embed(
-            self.pos_embed,
-            self.patch_resolution,
-            patch_resolution,
-            mode=self.interpolate_mode,
-            num_extra_tokens=self.num_extra_tokens)
+        x = x + self.position_embedding(patch_resolution)
         x = self.drop_after_pos(x)
         return self.pre_norm(x), patch_resolution
+
+    def position_embedding(self, hw: Tuple[int, int]) -> Tensor:
+        """``pos_embed`` for a ``hw`` patch grid: upstream's, interpolated
+        whenever the grid differs from the one of ``img_size``."""
+        return resize_pos_embed(
+            self.pos_embed,
+            self.patch_resolution,
+            hw,
+            mode=self.interpolate_mode,
+            num_extra_tokens=self.num_extra_tokens)
 
     def _encode(self, x: Tensor) -> Iterator:
         """Yield ``(layer index, tokens, token map, patch grid)`` after each
