@@ -70,3 +70,23 @@ def test_test_and_sweep_tools_read_the_zoo_checkpoint(zoo, tmp_path):
     ], table
     # the sweep's baseline is the test tool's model: same mIoU
     assert float(rows[0][1]) == pytest.approx(metrics['mIoU'], abs=0.006)
+
+
+def test_parity_check_compares_with_mmseg_s_own_model():
+    """tools/analysis/compare_mmseg.py's function, on the shrunk Segmenter
+    mirror (random weights) whole and sliding."""
+    from mmseg_zoo import zoo_config
+
+    from mmtokenprune.analysis.mmseg_parity import (compare_with_mmseg,
+                                                    mmseg_twin)
+    cfg = zoo_config('segmenter_vit-s_mask_8xb1-160k_ade20k-512x512.py',
+                     plugin=True)
+    assert mmseg_twin(cfg).model.backbone.type == 'mmseg.VisionTransformer'
+    slide = dict(mode='slide', crop_size=(64, 64), stride=(42, 42))
+    result = compare_with_mmseg(
+        cfg, cases=[(64, 64, dict(mode='whole')), (75, 99, slide)])
+    # 4 layers x (qkv, proj) x (weight, bias) renamed, of 4 x 12 + 5 keys
+    # (cls_token, pos_embed, patch weight without bias, final norm)
+    assert (result['backbone_keys'], result['renamed']) == (53, 16)
+    for case in result['cases']:
+        assert case['scale'] > 1e-2 and case['rel'] <= 1e-4, case
