@@ -49,3 +49,40 @@ def test_zoo_checkpoint_gives_mmseg_logits(name, tmp_path):
         assert scale > 1e-2  # not a degenerate comparison
         rel = float((a - b).abs().max() / scale)
         assert rel <= 1e-4, (name, size, rel)
+
+
+@pytest.mark.parametrize('options', [
+    dict(final_norm=True, norm_cfg=dict(type='LN', eps=1e-6)),  # Segmenter
+    dict(with_cls_token=False),  # SETR-MLA: the cls token never enters
+    dict(output_cls_token=True),  # DPT: [map, cls token] per output
+    dict(pre_norm=True, patch_bias=True, patch_norm=True),
+], ids=['final_norm', 'no_cls_token', 'output_cls_token', 'pre_patch_norm'])
+def test_backbone_options_of_other_zoo_configs(options):
+    """The options of mmseg's other ViT configs, backbone against backbone
+    on mmseg's keys, at the table's size and two others (4x5 patches: an
+    interpolated table; 2x8: as many patches, mmseg adds it unresized)."""
+    from mmengine.runner.checkpoint import load_state_dict
+    from mmseg.models.backbones import VisionTransformer as MMSegViT
+
+    from mmtokenprune.models import PrunedMMSegVisionTransformer
+    args = dict(img_size=64, embed_dims=32, num_layers=3, num_heads=2,
+                out_indices=(0, 2), **options)
+    torch.manual_seed(0)
+    ref = MMSegViT(**args)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_(0, 0.3)
+    ours = PrunedMMSegVisionTransformer(**args)
+    load_state_dict(ours, ref.state_dict(), strict=False)
+    ref.eval()
+    ours.eval()
+    for size in [(64, 64), (50, 70), (32, 128)]:
+        x = torch.randn(2, 3, *size)
+        with torch.no_grad():
+            for a, b in zip(ours(x), ref(x)):
+                if options.get('output_cls_token'):
+                    torch.testing.assert_close(a[1], b[1], atol=1e-5, rtol=0)
+                    a, b = a[0], b[0]
+                assert a.shape[2:] == ((size[0] + 15) // 16,
+                                       (size[1] + 15) // 16)
+                torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
