@@ -5,8 +5,8 @@ Builds the sdist and, from it, the wheel (``python -m build
 a fresh venv that sees this interpreter's packages (torch, mmcv, mmseg,
 mmpretrain and openmim are reused, from a virtualenv as from the system
 Python: installing them would need the network and minutes), and from a
-folder outside the repository runs what README's "Install from a wheel /
-with mim" shows: ``mim search``, a 2-iteration ``mim train`` of a packaged
+folder outside the repository runs what docs/get_started.md's "Install
+from a wheel / with mim" shows: ``mim search``, a 2-iteration ``mim train`` of a packaged
 CamVid config on a tiny synthetic CamVid-layout dataset, ``mim test`` of
 its checkpoint and ``mim run mmtokenprune demo --quick``. The venv must
 import the wheel's ``mmtokenprune``, never this checkout (asserted).
@@ -29,7 +29,7 @@ from conftest import make_camvid
 from test_tools import REPO
 
 CONFIG = 'deit-t16_fcn_1xb4-2k_camvid-256x256.py'
-# What the CI test adds to README's `mim train` line: the synthetic data is
+# What the CI test adds to get_started's `mim train` line: the synthetic data is
 # 64x48, so crops, the backbone's input size and the pipelines' scales
 # shrink to 64 (the model stays the config's DeiT-T + FCN), no workers.
 SMALL = [
@@ -278,16 +278,16 @@ def on_one_line(numbers, text: str) -> bool:
 
 def test_every_quoted_number_is_in_its_source():
     """No invented numbers: an entry's numbers stand together on one line
-    (a table row) of the document it names as ``Source`` (docs/results.md
-    or README.md); the baseline GFLOPs it compares with on another."""
+    (a table row) of the document it names as ``Source`` (a page of
+    docs/results/ or README.md); the baseline GFLOPs it compares with on another."""
     quoted = 0
     for meta, model in load_models()[1]:
         numbers = numbers_of(model)
         if not numbers:
             continue
         info = model['Metadata']
-        assert info.get('Source') in ('docs/results.md', 'README.md'), \
-            model['Name']
+        assert re.fullmatch(r'docs/results/\w+\.md|README\.md',
+                            info.get('Source', '')), model['Name']
         if any('Speed-up' in k for k in info):  # names the machine
             assert re.search(r'Intel Xeon|AMD EPYC', info['Speed Measured']), \
                 model['Name']

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-runs every training, sweep and figure behind docs/results.md.
+# Re-runs every training, sweep and figure behind docs/results/.
 #
 #   bash tools/reproduce_results.sh [STAGE ...]     # default: all, in order
 #
@@ -20,7 +20,7 @@
 #   retime        re-time (--timing-only, random weights: latency depends on
 #                 shapes only) the settings of trainingfree and finetune; the
 #                 fine-tuned widths come from docs/specs/ (the export's widths
-#                 as docs/results.md lists them); needs no other stage
+#                 as docs/results/camvid.md lists them); needs no other stage
 #   budgets       latency table of DeiT-S 512 batch 1 on this device, then the
 #                 solver's models for 0.8/0.6/0.45 of the baseline latency,
 #                 timed beside the baseline (predicted vs measured)
@@ -69,7 +69,7 @@
 #
 # Outputs go under $WORK (default work_dirs/); each command's wall time is
 # printed. Latency uses one torch thread and process CPU time, robust to
-# other jobs on the machine (see docs/results.md, "How latency was measured").
+# other jobs on the machine (see docs/results/measurement.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -14,7 +14,7 @@
 #   the target (the squared excess's gradient goes to 0 there), and that
 #   reopens channels when the gates have closed more than the budget (the
 #   one-sided 'linear' landed 0.03-0.04 below the target on CamVid, see
-#   docs/results.md): both recipes then compare at the same FLOPs;
+#   docs/results/cdcp_gates.md): both recipes then compare at the same FLOPs;
 # - loss_weight=5: per channel, the budget's gradient is then a few times the
 #   spread of the task gradient over batches (probed on the baseline), so
 #   ordinary channels close while channels with a consistent task gradient

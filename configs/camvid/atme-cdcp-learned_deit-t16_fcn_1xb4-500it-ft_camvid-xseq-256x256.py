@@ -1,7 +1,7 @@
 # ATME (the xseq setting) + CDCP with learned gates on the xseq split: the
 # gates start open (tools/init_cdcp_gates.py --mode open), a two-sided hard
 # budget pulls the exported widths to 70 % of the encoder FLOPs, the gates
-# train at 150x the learning rate (docs/results.md section 6).
+# train at 150x the learning rate (docs/results/cdcp_gates.md section 6).
 _base_ = './atme_deit-t16_fcn_1xb4-500it-ft_camvid-xseq-256x256.py'
 
 custom_imports = dict(

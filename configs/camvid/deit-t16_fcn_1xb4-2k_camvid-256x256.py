@@ -1,5 +1,5 @@
 # The CamVid baseline on a 2k-iteration schedule (half the 4k recipe): what
-# fits a working session on 2 shared CPU cores; results in docs/results.md.
+# fits a working session on 2 shared CPU cores; results in docs/results/camvid.md.
 _base_ = './deit-t16_fcn_1xb4-4k_camvid-256x256.py'
 
 max_iters = 2000

@@ -4,7 +4,7 @@
 # validate and test on all 101 frames of 0006R0 (from the train folder).
 # CamVid's own val is 101 frames of 0016E5, the sequence of 204 training
 # frames, so it measures familiar scenes; rankings are claimed on this split
-# (docs/results.md). Inference slides 256x256 windows over the frame, so
+# (docs/results/camvid_xseq.md). Inference slides 256x256 windows over the frame, so
 # the backbone sees the 256 tokens per image it was trained on (a whole
 # 480x360 frame is about 660), and token reducers remove what they remove
 # in training. Same pipelines, model and schedule as the base.

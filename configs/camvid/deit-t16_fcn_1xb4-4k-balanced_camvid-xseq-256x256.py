@@ -5,7 +5,7 @@
 # training frames by
 #   python tools/analysis/class_weights.py \
 #       configs/camvid/deit-t16_fcn_1xb4-2k_camvid-xseq-256x256.py
-# Every xseq fine-tune and sweep in docs/results.md starts from it.
+# Every xseq fine-tune and sweep in docs/results/camvid_xseq.md starts from it.
 _base_ = './deit-t16_fcn_1xb4-2k_camvid-xseq-256x256.py'
 
 model = dict(

@@ -3,7 +3,7 @@
 # fine-tunes are deltas on this file and start from the same checkpoint:
 #   python tools/train.py <config> --work-dir <dir> --cfg-options \
 #       load_from=work_dirs/camvid_deit-t16_4k-bal-xseq/iter_4000.pth
-# (tools/reproduce_results.sh, stage `reducers`; docs/results.md).
+# (tools/reproduce_results.sh, stage `reducers`; docs/results/camvid_xseq.md).
 _base_ = './deit-t16_fcn_1xb4-4k-balanced_camvid-xseq-256x256.py'
 
 optim_wrapper = dict(optimizer=dict(lr=2e-4))

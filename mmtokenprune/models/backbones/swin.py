@@ -64,7 +64,8 @@ class PrunedSwinTransformer(CDCPBackbone, SwinTransformer):
             :class:`~mmtokenprune.ops.PruneSpec`) and/or ``type='CDCP'``
             with ``flops_target``, ``loss_weight`` and ``gate_init``, as
             for :class:`PrunedVisionTransformer`. Defaults to None.
-        *args, **kwargs: upstream's arguments (``arch``, ``img_size``,
+        *args: upstream's positional arguments.
+        **kwargs: upstream's arguments (``arch``, ``img_size``,
             ``window_size``, ``out_indices``, ``pad_small_map``,
             ``with_cp``...).
 

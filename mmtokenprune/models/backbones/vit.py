@@ -60,7 +60,8 @@ class PrunedVisionTransformer(TracesKeep, CDCPBackbone, VisionTransformer):
             0.7), ``loss_weight`` (defaults to 2.0) and ``gate_init``
             (defaults to 3.0). Defaults to None.
         with_cp (bool): checkpoint each layer in training. Defaults to False.
-        *args, **kwargs: upstream's arguments (``arch``, ``img_size``,
+        *args: upstream's positional arguments.
+        **kwargs: upstream's arguments (``arch``, ``img_size``,
             ``out_indices``, ``out_type``...).
 
     Examples:
