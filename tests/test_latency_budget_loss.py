@@ -5,12 +5,10 @@ import pytest
 import torch
 from test_latency_table import attn_fn, mlp_fn, synthetic_table, tiny_vit
 
-from mmtokenprune.analysis.latency_table import LatencyTable, LayerChoice
+from mmtokenprune.budgets import (LatencyTable, LayerChoice, latency_excess,
+                                 soft_latency_ms, soft_token_counts)
 from mmtokenprune.models.losses.latency_budget import (LatencyBudgetLoss,
-                                                       backbone_latency_ms,
-                                                       latency_excess,
-                                                       soft_latency_ms,
-                                                       soft_token_counts)
+                                                       backbone_latency_ms)
 from mmtokenprune.models import PrunedVisionTransformer
 from mmtokenprune.registry import MODELS
 

@@ -4,9 +4,8 @@ import re
 import pytest
 from test_latency_table import synthetic_table, tiny_vit
 
-from mmtokenprune.analysis.latency_solver import encoder_flops, solve_budget
-from mmtokenprune.analysis.latency_table import (LatencyTable, LayerChoice,
-                                                 schedule_counts)
+from mmtokenprune.budgets import (LatencyTable, LayerChoice, encoder_flops,
+                                 schedule_counts, solve_budget)
 
 
 @pytest.fixture(scope='module')

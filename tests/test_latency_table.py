@@ -6,9 +6,8 @@ from typing import Dict
 import pytest
 import torch
 
-from mmtokenprune.analysis.latency_table import (FORMAT, LatencyTable,
-                                                 LayerChoice, interp,
-                                                 schedule_counts)
+from mmtokenprune.budgets import (FORMAT, LatencyTable, LayerChoice, interp,
+                                 schedule_counts)
 from mmtokenprune.models import PrunedVisionTransformer
 
 # a synthetic table whose entries are multilinear in every axis, so the

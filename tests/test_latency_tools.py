@@ -6,7 +6,7 @@ import json
 from test_latency_table import synthetic_table
 from test_tools import PLAIN_BACKBONE, load_tool, tiny_seg_config
 
-from mmtokenprune.analysis.latency_table import LatencyTable
+from mmtokenprune.budgets import LatencyTable
 
 # the architecture of test_latency_table's synthetic table
 BACKBONE = dict(

@@ -1,4 +1,4 @@
-"""Measure a :class:`~mmtokenprune.analysis.latency_table.LatencyTable` on
+"""Measure a :class:`~mmtokenprune.budgets.latency_table.LatencyTable` on
 the current device, for the architecture of a ViT backbone.
 
 Every entry is the median of interleaved timings
@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..budgets import FORMAT, LatencyTable
 from ..ops import Step, TokenMap, unmerge_tokens
 from .latency import (check_timing, device_name, num_threads,
                       time_interleaved)
-from .latency_table import FORMAT, LatencyTable, reducer_traits
 
 __all__ = ['default_grids', 'measure_table']
 
@@ -225,7 +225,7 @@ def measure_table(backbone: nn.Module,
         loads.append(os.getloadavg()[0])
         reducer_tables[name] = dict(
             tokens=patch_tokens, fraction=list(fractions), ms=rows,
-            where=reducer_traits(name)['where'])
+            where=cls.where)
         say(f'[reducer] {name}: {rows[-1][0]:.2f} ms at N={N0}, '
             f'r={max(1, round(fractions[0] * N0))}')
 

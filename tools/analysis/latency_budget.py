@@ -2,7 +2,7 @@
 
 For each budget (fractions of the table's predicted baseline backbone
 latency, or milliseconds), the solver
-(:func:`~mmtokenprune.analysis.latency_solver.solve_budget`) picks a
+(:func:`~mmtokenprune.budgets.latency_solver.solve_budget`) picks a
 per-layer token schedule and channel widths from a latency table
 (``tools/analysis/latency_table.py``); the models are built from the config
 with those settings (``token_cfg`` with per-layer ``r``, ``channel_cfg``
@@ -42,9 +42,8 @@ from typing import Dict, List, Optional
 import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
 from mmtokenprune.analysis.benchmark import build_setting
 from mmtokenprune.analysis.latency import CLOCK_TEXT
-from mmtokenprune.analysis.latency_solver import solve_budget
-from mmtokenprune.analysis.latency_table import LatencyTable, schedule_counts
 from mmtokenprune.analysis.measure import measure
+from mmtokenprune.budgets import LatencyTable, schedule_counts, solve_budget
 from mmtokenprune.utils.config import load_config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -5,7 +5,7 @@ hidden), each reducer's own cost over tokens x removed fraction, and the
 parts outside the blocks, for the backbone of a config (random weights),
 with the device, threads, dtype, batch, clock, torch version, date and load
 average written in the file (see
-``mmtokenprune.analysis.latency_table``). The solver
+``mmtokenprune.budgets.latency_table``). The solver
 (``tools/analysis/latency_budget.py``) and the latency budget loss read it.
 
 Examples:

@@ -6,7 +6,8 @@ Everything CDCP is in this package, except the pure-torch mechanics in
 
 - ``channel_cfg.py``: the backbone's ``channel_cfg``;
 - ``gated_layers.py``: gated Q/K/V widths of an attention, the MLP gate;
-- ``budget.py``: differentiable FLOPs and the budget loss;
+- ``budget.py``: soft widths of gates and the FLOPs budget loss (the FLOPs
+  formulas are :mod:`mmtokenprune.budgets.block_flops`);
 - ``backbone.py``: the backbone mixin (spec, budget, export);
 - ``export.py``, ``export_checkpoint.py``: slicing a gated model, and a
   gated checkpoint on disk;
@@ -14,7 +15,7 @@ Everything CDCP is in this package, except the pure-torch mechanics in
   open gates ranked by them (the start of learned gates).
 """
 from .backbone import LOSS_OWNERS, CDCPBackbone
-from .budget import attention_flops, budget_loss, ffn_flops, soft_width
+from .budget import budget_loss, soft_width
 from .channel_cfg import BlockCDCP, ChannelCfg
 from .export import (export_attention, export_blocks, export_ffn,
                      export_model)
@@ -24,9 +25,9 @@ from .magnitude_init import (init_gates_by_magnitude,
                              init_gates_open_by_magnitude, magnitude_scores)
 
 __all__ = [
-    'LOSS_OWNERS', 'CDCPBackbone', 'attention_flops', 'budget_loss',
-    'ffn_flops', 'soft_width', 'BlockCDCP', 'ChannelCfg', 'export_attention',
-    'export_blocks', 'export_ffn', 'export_model', 'export_checkpoint',
+    'LOSS_OWNERS', 'CDCPBackbone', 'budget_loss', 'soft_width', 'BlockCDCP',
+    'ChannelCfg', 'export_attention', 'export_blocks', 'export_ffn',
+    'export_model', 'export_checkpoint',
     'GatedQKV', 'add_ffn_gate', 'ffn_gate', 'init_gates_by_magnitude',
     'init_gates_open_by_magnitude', 'magnitude_scores'
 ]

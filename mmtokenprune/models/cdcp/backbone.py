@@ -15,8 +15,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ...budgets import attention_flops, ffn_flops
 from ...ops import PruneSpec
-from .budget import attention_flops, budget_loss, ffn_flops, soft_width
+from .budget import budget_loss, soft_width
 from .channel_cfg import BlockCDCP, ChannelCfg
 from .export import export_blocks
 from .gated_layers import ffn_gate

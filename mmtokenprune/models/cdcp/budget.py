@@ -1,16 +1,12 @@
-"""CDCP's budget: differentiable FLOPs of gated blocks and the loss on them.
-
-1 multiply-accumulate = 1 FLOP, as everywhere in mmtokenprune.
-"""
+"""CDCP's budget: the soft widths of gates and the loss on the kept FLOPs
+(counted by :mod:`mmtokenprune.budgets.block_flops`)."""
 from typing import Optional
 
 from torch import Tensor
 
 from ...ops import ChannelGate
 
-__all__ = [
-    'soft_width', 'attention_flops', 'ffn_flops', 'budget_loss', 'PENALTIES'
-]
+__all__ = ['soft_width', 'budget_loss', 'PENALTIES']
 
 
 def soft_width(gate: Optional[ChannelGate], full: int, hard: bool = False):
@@ -24,24 +20,6 @@ def soft_width(gate: Optional[ChannelGate], full: int, hard: bool = False):
     if gate is None:
         return full
     return gate.hard_count() if hard else gate.keep_prob()
-
-
-def attention_flops(num_tokens: int, embed_dims: int, num_heads: int,
-                    qk_dims, v_dims, keys: Optional[int] = None):
-    """Multiply-accumulates of ``qkv``, ``q @ k``, ``attn @ v`` and ``proj``.
-
-    Args:
-        num_tokens (int): query tokens.
-        keys (int, optional): key tokens per query (window area for Swin).
-            Defaults to ``num_tokens``.
-    """
-    keys = num_tokens if keys is None else keys
-    linear = num_tokens * embed_dims * num_heads * (2 * qk_dims + 2 * v_dims)
-    return linear + num_tokens * keys * num_heads * (qk_dims + v_dims)
-
-
-def ffn_flops(num_tokens: int, embed_dims: int, ffn_dims):
-    return 2 * num_tokens * embed_dims * ffn_dims
 
 
 #: ``channel_cfg.penalty`` values: how the excess over the target is paid.

@@ -1,127 +1,35 @@
-"""Latency budget loss: the device latency a latency table predicts for
-soft widths and soft keep ratios, held under a budget.
+"""Latency budget loss: the device latency a latency table predicts for a
+backbone's soft widths and soft keep ratios, held under a budget.
 
-SPViT's latency-aware training, with the table of
-:mod:`mmtokenprune.analysis.latency_table` (the one the solver reads):
-the prediction is the table's multilinear interpolation evaluated at the
-soft widths of CDCP gates (``keep_prob()``: the sum of the gates' keep
-probabilities) and at soft token counts (``N`` times the product of the
-keep ratios so far), so the gradient reaches the gate logits and any
-learned keep ratio. Beyond the measured grid the edge cells are continued
-linearly (training may pass through widths the table did not measure).
+A thin registered module: it reads the widths from the backbone's CDCP
+gates (``keep_prob()``: the sum of the gates' keep probabilities) and its
+token schedule (or given soft keep ratios), and applies the tensor math of
+:mod:`mmtokenprune.budgets.latency_loss` with the table of
+:mod:`mmtokenprune.budgets.latency_table` (the one the solver reads), so
+the gradient reaches the gate logits and any learned keep ratio.
 
 The loss is ``loss_weight * max(0, latency / budget - 1) ** 2``: the
 squared relative excess over the budget, zero under it (as CDCP's FLOPs
 budget loss).
 
 In training, ``channel_cfg=dict(type='CDCP', latency=dict(table='T.json',
-budget_ms=250., loss_weight=2.))`` makes the CDCP backbone add
-``loss_latency_budget = LatencyBudgetLoss(...)(backbone)`` to
+budget_ms=250., loss_weight=2.))`` makes the CDCP backbone build this loss
+and add ``loss_latency_budget = loss(backbone)`` to
 ``compression_losses()``.
 """
-from typing import Dict, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
-import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ...analysis.latency_table import LatencyTable, reducer_traits
+from ...budgets import (LatencyTable, latency_excess, soft_latency_ms,
+                        soft_token_counts)
 from ...registry import MODELS
+from ..cdcp import ffn_gate, soft_width
 
-__all__ = [
-    'LatencyBudgetLoss', 'soft_latency_ms', 'soft_token_counts',
-    'backbone_latency_ms', 'latency_excess'
-]
+__all__ = ['LatencyBudgetLoss', 'backbone_latency_ms']
 
 Number = Union[float, Tensor]
-
-
-def latency_excess(latency_ms: Number, budget_ms: float) -> Tensor:
-    """``max(0, latency / budget - 1) ** 2``."""
-    latency_ms = torch.as_tensor(latency_ms, dtype=torch.float32)
-    return (latency_ms / budget_ms - 1).clamp(min=0).pow(2)
-
-
-def soft_token_counts(num_patches: int, num_extra_tokens: int,
-                      keep_ratios: Sequence[Optional[Number]],
-                      reducer: Optional[str] = None) -> Dict:
-    """Soft token counts of every layer from per-layer keep ratios.
-
-    Args:
-        num_patches (int): patch tokens of the input.
-        num_extra_tokens (int): leading extra tokens.
-        keep_ratios (Sequence): per layer, the fraction of patch tokens its
-            reducer keeps (float or tensor), or None where none runs.
-        reducer (str, optional): the reducer type (where it runs, tokens
-            it appends).
-
-    Returns:
-        dict: per-layer lists ``attn``, ``mlp`` (tokens, extra ones
-        included), ``patches`` (tokens the reducer sees) and ``removed``.
-    """
-    traits = reducer_traits(reducer)
-    n, extra = num_patches, num_extra_tokens
-    out = dict(attn=[], mlp=[], patches=[], removed=[])
-    for k in keep_ratios:
-        seen, before = n, n + extra
-        if k is not None:
-            n = n * k
-            extra = extra + traits['tail_tokens']
-            if traits['where'] == 'before_block':
-                before = n + extra
-        out['attn'].append(before)
-        out['mlp'].append(n + extra)
-        out['patches'].append(seen)
-        out['removed'].append(0. if k is None else seen - n)
-    return out
-
-
-def soft_latency_ms(table: LatencyTable,
-                    counts: Dict,
-                    qk_dims: Sequence[Number],
-                    v_dims: Sequence[Number],
-                    ffn_dims: Sequence[Number],
-                    reducer: Optional[str] = None,
-                    bias: bool = False,
-                    out_indices: Optional[Sequence[int]] = None) -> Tensor:
-    """The table's latency of a backbone with soft counts and widths.
-
-    Args:
-        table (LatencyTable): the device table.
-        counts (dict): :func:`soft_token_counts` (or the same keys from a
-            fixed schedule).
-        qk_dims, v_dims (Sequence): per-layer Q/K and V channels per head.
-        ffn_dims (Sequence): per-layer MLP hidden channels.
-        reducer (str, optional): the reducer type; None: no reduction.
-        bias (bool): proportional attention in every layer.
-        out_indices (Sequence[int], optional): layers with a dense output;
-            defaults to the table's.
-
-    Returns:
-        Tensor: predicted ms (differentiable in every tensor input).
-    """
-    total = torch.as_tensor(table.parts['stem_ms'])
-    removed = [float(torch.as_tensor(r).detach()) for r in counts['removed']]
-    reducing = reducer is not None and any(r > 0 for r in removed)
-    for i in range(len(qk_dims)):
-        total = total + table.attention_ms(
-            counts['attn'][i], qk_dims[i], v_dims[i], bias, extrapolate=True)
-        total = total + table.mlp_ms(counts['mlp'][i], ffn_dims[i],
-                                     extrapolate=True)
-        if reducing and removed[i] > 0:
-            total = total + table.reducer_ms(
-                reducer, counts['patches'][i], counts['removed'][i],
-                extrapolate=True)
-    total = total + table.final_norm_ms(counts['mlp'][-1], extrapolate=True)
-    if reducing:
-        idx = table.arch['out_indices'] if out_indices is None \
-            else out_indices
-        extra = table.arch['num_extra_tokens']
-        total = total + table.outputs_ms(
-            [counts['mlp'][i] - extra for i in idx], extrapolate=True)
-    else:
-        total = total + table.outputs_ms()
-    return total
 
 
 def backbone_latency_ms(backbone: nn.Module,
@@ -142,8 +50,6 @@ def backbone_latency_ms(backbone: nn.Module,
     Raises:
         ValueError: if the table was measured for another architecture.
     """
-    from ..cdcp import soft_width
-    from ..cdcp.gated_layers import ffn_gate
     bb = backbone
     table.check_arch(bb.embed_dims // bb.arch_settings['num_heads'],
                      bb.arch_settings['feedforward_channels'], bb.num_layers,

@@ -24,10 +24,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from ..models.cdcp.budget import attention_flops, ffn_flops
 from ..ops import LayerDims, PruneSpec
-from .latency_table import (LatencyTable, LayerChoice, reducer_traits,
-                            schedule_counts)
+from .block_flops import attention_flops, ffn_flops
+from .latency_table import LatencyTable, LayerChoice
+from .reducer_traits import reducer_traits
+from .token_counts import schedule_counts
 
 __all__ = ['BudgetSolution', 'solve_budget', 'encoder_flops']
 

@@ -21,144 +21,23 @@ Between grid points the model is multilinear: piecewise linear in ``N``
 (a dense grid, so attention's ``N^2`` term is followed closely) and in the
 widths (the measured latency of a block is close to linear in its widths:
 the table records how far a linear fit in the widths is off, ``linearity``).
-:func:`interp` is written once for floats and tensors, so the solver and
-the differentiable budget loss read the same numbers.
+Entries are read through :func:`~.multilinear.interp` (floats and tensors
+alike), so the solver and the differentiable budget loss read the same
+numbers; token counts follow :func:`~.token_counts.schedule_counts`.
 """
-import bisect
 import copy
 import functools
-import itertools
 import json
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
-__all__ = [
-    'FORMAT', 'LatencyTable', 'LayerChoice', 'interp', 'schedule_counts',
-    'reducer_traits'
-]
+from .multilinear import interp
+from .reducer_traits import reducer_traits
+from .token_counts import schedule_counts
+
+__all__ = ['FORMAT', 'LatencyTable', 'LayerChoice']
 
 FORMAT = 'mmtokenprune.latency_table/v1'
-
-
-def interp(grids: Sequence[Sequence[float]],
-           values,
-           point: Sequence,
-           names: Sequence[str] = (),
-           extrapolate: bool = False,
-           where: str = 'latency table'):
-    """Multilinear interpolation of ``values`` (nested lists) on ``grids``.
-
-    Works on Python numbers and on tensors alike: the cell is chosen from
-    ``float(x)``, the weights are computed from ``x`` itself, so a tensor
-    coordinate gives a differentiable tensor result.
-
-    Args:
-        grids (Sequence[Sequence[float]]): ascending grid of each axis.
-        values: nested lists, ``values[i][j]...`` at ``grids[0][i]``,
-            ``grids[1][j]``...
-        point (Sequence): one coordinate per axis (float or tensor).
-        names (Sequence[str]): axis names for errors.
-        extrapolate (bool): continue the edge cells linearly beyond the
-            grid instead of raising. Defaults to False.
-        where (str): what is read, for errors.
-
-    Raises:
-        ValueError: a coordinate outside its grid (without
-            ``extrapolate``), naming the axis and the grid's range.
-    """
-    names = list(names) or [f'axis {i}' for i in range(len(grids))]
-    cells = []
-    for g, x, name in zip(grids, point, names):
-        xf = float(x.detach() if hasattr(x, 'detach') else x)
-        if len(g) == 1:
-            cells.append((0, None))
-            continue
-        tol = 1e-6 * max(1., abs(g[-1]))
-        if not extrapolate and not g[0] - tol <= xf <= g[-1] + tol:
-            raise ValueError(f'{where}: {name}={xf:g} is outside the '
-                             f'measured grid [{g[0]:g}, {g[-1]:g}].')
-        i = min(max(bisect.bisect_right(g, xf) - 1, 0), len(g) - 2)
-        cells.append((i, (x - g[i]) / (g[i + 1] - g[i])))
-    total = 0.
-    for corner in itertools.product((0, 1), repeat=len(cells)):
-        weight, v = 1., values
-        for (i, t), c in zip(cells, corner):
-            if t is None:
-                if c:
-                    break
-                v = v[i]
-                continue
-            weight = weight * (t if c else 1 - t)
-            v = v[i + c]
-        else:
-            total = total + weight * v
-    return total
-
-
-@functools.lru_cache(maxsize=None)
-def _traits(reducer: Optional[str]) -> Tuple:
-    if reducer is None:
-        return (None, False, 0, False)
-    from ..models.reducers import reducer_types
-    from ..registry import TOKEN_REDUCERS
-    types = reducer_types()
-    if reducer not in types:
-        raise ValueError(f'reducer must be one of {types}; got {reducer!r}.')
-    cls = TOKEN_REDUCERS.get(reducer)
-    return (cls.where, cls.prunes, cls.tail_tokens, cls.supports_prop_attn)
-
-
-def reducer_traits(reducer: Optional[str]) -> Dict:
-    """``where``, ``prunes``, ``tail_tokens`` and ``prop_attn`` (its
-    default: whether it supports proportional attention) of a registered
-    reducer (what token counts and costs depend on).
-
-    Raises:
-        ValueError: for an unknown reducer, naming the registered ones.
-    """
-    return dict(
-        zip(('where', 'prunes', 'tail_tokens', 'prop_attn'),
-            _traits(reducer)))
-
-
-def schedule_counts(num_patches: int, num_extra_tokens: int,
-                    removed: Sequence[int],
-                    reducer: Optional[str]) -> List[Dict]:
-    """Tokens seen by every layer of a ViT under a per-layer ``r``
-    (the rule of ``PrunedVisionTransformer.token_counts``).
-
-    Args:
-        num_patches (int): patch tokens of the input.
-        num_extra_tokens (int): leading extra tokens (cls).
-        removed (Sequence[int]): tokens removed at each layer (0: none).
-        reducer (str, optional): the reducer type.
-
-    Returns:
-        list[dict]: per layer ``attn`` (tokens of the attention), ``mlp``
-        (tokens of the MLP), ``patches`` (patch tokens the reducer sees)
-        and ``r``.
-
-    Raises:
-        ValueError: a step removing more than the reducer allows (merging:
-            half the patch tokens; pruning: all but one).
-    """
-    traits = reducer_traits(reducer)
-    n, extra, out = num_patches, num_extra_tokens, []
-    for i, r in enumerate(removed):
-        before, before_extra, seen = n, extra, n
-        if r:
-            most = n - 1 if traits['prunes'] else n // 2
-            if not 0 < r <= most:
-                raise ValueError(f'layer {i}: r={r} of {n} patch tokens; '
-                                 f'{reducer} removes at most {most}.')
-            n -= r
-            extra += traits['tail_tokens']
-        if r and traits['where'] == 'before_block':
-            before, before_extra = n, extra
-        out.append(
-            dict(attn=before + before_extra, mlp=n + extra, patches=seen,
-                 r=r))
-    return out
 
 
 @dataclass(frozen=True)
