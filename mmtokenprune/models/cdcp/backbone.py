@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ...budgets import attention_flops, ffn_flops
 from ...ops import PruneSpec
+from ...registry import MODELS
 from .budget import budget_loss, soft_width
 from .channel_cfg import BlockCDCP, ChannelCfg
 from .export import export_blocks
@@ -86,14 +87,18 @@ class CDCPBackbone:
     def finish_cdcp(self) -> None:
         """Fix the token counts at ``img_size`` for the budget loss; load
         the latency table of ``channel_cfg.latency`` and check that it
-        describes this backbone."""
+        describes this backbone.
+
+        The loss is ``LatencyBudgetLoss`` taken from the registry, as mm
+        heads build their losses: the models' losses read this package's
+        gates, so this package does not import them back."""
         self.img_token_counts = tuple(
             self.token_counts()) if self.channel_cfg.gated else None
         self.latency_loss = None
         if self.channel_cfg.latency is not None:
-            from ..losses.latency_budget import LatencyBudgetLoss
             try:
-                loss = LatencyBudgetLoss(**self.channel_cfg.latency)
+                loss = MODELS.get('LatencyBudgetLoss')(
+                    **self.channel_cfg.latency)
                 loss.latency_ms(self)
             except (ValueError, KeyError, AttributeError, TypeError,
                     OSError) as e:

@@ -14,7 +14,7 @@ budget loss).
 
 In training, ``channel_cfg=dict(type='CDCP', latency=dict(table='T.json',
 budget_ms=250., loss_weight=2.))`` makes the CDCP backbone build this loss
-and add ``loss_latency_budget = loss(backbone)`` to
+(through the registry) and add ``loss_latency_budget = loss(backbone)`` to
 ``compression_losses()``.
 """
 from typing import Optional, Sequence, Union
