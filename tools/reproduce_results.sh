@@ -66,6 +66,8 @@
 #   rerank-cifar10 the same on CIFAR-10 fine-tuned: the control, ATME, ToMe
 #                 and SPViT 200 iterations from the 600-iteration classifier
 #                 (trained here if missing), seeds 0, 1, 2; latency b1 and b32
+#   zoo           mmseg zoo mirror configs: logits against mmseg's own model,
+#                 ATME/ToMe backbone speed at 512x512 (random weights)
 #
 # Outputs go under $WORK (default work_dirs/); each command's wall time is
 # printed. Latency uses one torch thread and process CPU time, robust to
@@ -666,10 +668,31 @@ stage_transfer_xseq() {
     xseq_accuracy $W/sweep_xseq_transfer "${settings[@]}"
 }
 
+# mmseg zoo checkpoints through the mirror configs (random weights standing
+# in for the zoo's): fidelity against mmseg's own model (whole 512x512 and
+# sliding 512x683), and baseline / ATME / ToMe backbone latency at 512x512
+ZOO=(vit_deit-s16_upernet_8xb2-80k_ade20k-512x512
+     vit_vit-b16_mln_upernet_8xb2-80k_ade20k-512x512
+     segmenter_vit-s_mask_8xb1-160k_ade20k-512x512)
+stage_zoo() {
+    local c cfg keep=(model.backbone.token_cfg.keep_ratio=0.75 "model.backbone.token_cfg.layers=[0,3]")
+    mkdir -p $W/zoo
+    for c in "${ZOO[@]}"; do
+        cfg=configs/mmseg-zoo/$c.py
+        run python tools/analysis/compare_mmseg.py $cfg --size 512 512 --slide-size 512 683 \
+            --threads 1 --out $W/zoo/$c.json
+        run python tools/analysis/benchmark.py --parts backbone --threads 1 --clock cpu \
+            --batch-sizes 1 --repeats 5 --warmup 1 --image-size 512 512 --setting baseline $cfg \
+            --setting ATME $cfg model.backbone.token_cfg.type=ATME "${keep[@]}" \
+            --setting ToMe $cfg model.backbone.token_cfg.type=ToMe "${keep[@]}" \
+            --out $W/zoo/$c.md --csv $W/zoo/$c.csv
+    done
+}
+
 stages=("$@")
 ALL_STAGES=(baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets
             deploy xseq xseq-balanced reducers reducers-seed1 atme-variants cifar10-reducers
-            transfer-xseq rerank rerank-cifar10)
+            transfer-xseq rerank rerank-cifar10 zoo)
 [[ ${#stages[@]} -gt 0 ]] || stages=("${ALL_STAGES[@]}")
 for s in "${stages[@]}"; do
     [[ " ${ALL_STAGES[*]} " == *" $s "* ]] || {
