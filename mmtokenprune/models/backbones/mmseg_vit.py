@@ -63,13 +63,17 @@ class PrunedMMSegVisionTransformer(PrunedVisionTransformer):
       patch-embedding bias when ``patch_bias=False``. ``pos_embed`` is
       interpolated to ``img_size`` (bicubic, as mmseg).
 
+    The arguments not listed below (``img_size``, ``patch_size``,
+    ``patch_pad``, ``in_channels``, ``embed_dims``, ``num_layers``,
+    ``num_heads``, ``mlp_ratio``, ``out_indices``, ``qkv_bias``,
+    ``drop_rate``, ``attn_drop_rate``, ``drop_path_rate``,
+    ``with_cls_token``, ``output_cls_token``, ``norm_cfg``, ``act_cfg``,
+    ``patch_norm``, ``patch_bias``, ``pre_norm``, ``final_norm``,
+    ``interpolate_mode``, ``num_fcs``, ``with_cp``, ``pretrained``,
+    ``init_cfg``) are those of mmseg's ``VisionTransformer``, with the
+    same defaults.
+
     Args:
-        img_size, patch_size, patch_pad, in_channels, embed_dims,
-        num_layers, num_heads, mlp_ratio, out_indices, qkv_bias, drop_rate,
-        attn_drop_rate, drop_path_rate, with_cls_token, output_cls_token,
-        norm_cfg, act_cfg, patch_norm, patch_bias, pre_norm, final_norm,
-        interpolate_mode, num_fcs, with_cp, pretrained, init_cfg: as mmseg's
-            ``VisionTransformer`` (same defaults).
         out_origin (bool): must be False (not supported).
         norm_eval (bool): accepted; a no-op for LayerNorm, as in mmseg.
         frozen_exclude (list[str]): must be ``['all']`` (nothing frozen).
