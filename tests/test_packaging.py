@@ -69,21 +69,22 @@ def venv(tmp_path_factory):
         str(env_dir)
     ])
     python = str(env_dir / 'bin' / 'python')
-    share_site_packages(python)
+    purelib = run([python, '-c', 'import sysconfig; '
+                   'print(sysconfig.get_paths()["purelib"])'],
+                  cwd=str(root)).stdout.strip()
+    share_site_packages(purelib)
     # --ignore-installed: the editable checkout installed in the system
     # site-packages has the same version, so pip would keep it otherwise.
     run([
         python, '-m', 'pip', 'install', '--no-deps', '--no-index',
         '--ignore-installed', '--no-compile', wheels[0]
     ])
-    site = run([python, '-c', 'import sysconfig; '
-                'print(sysconfig.get_paths()["purelib"])'],
-               cwd=str(root)).stdout.strip()
-    return dict(python=python, site=site, wheel=wheels[0], root=root)
+    return dict(python=python, site=purelib, wheel=wheels[0], root=root)
 
 
-def share_site_packages(python: str) -> None:
-    """Let the venv of ``python`` import what this interpreter imports.
+def share_site_packages(purelib: str) -> None:
+    """Let the venv whose site-packages is ``purelib`` import what this
+    interpreter imports.
 
     ``--system-site-packages`` exposes the *base* interpreter's packages
     only: run from inside a virtualenv (how most users work), the test's
@@ -93,10 +94,8 @@ def share_site_packages(python: str) -> None:
     still wins). Plain paths, not site dirs: their ``.pth`` files, among
     them the editable install of this checkout, stay unread.
     """
-    own = run([python, '-c', 'import sysconfig; '
-               'print(sysconfig.get_paths()["purelib"])']).stdout.strip()
     shared = [p for p in site.getsitepackages() if osp.isdir(p)]
-    with open(osp.join(own, '_mmtokenprune_test_parent.pth'), 'w') as f:
+    with open(osp.join(purelib, '_mmtokenprune_test_parent.pth'), 'w') as f:
         f.write('\n'.join(shared) + '\n')
 
 

@@ -13,8 +13,7 @@ embedding, ``ln1``/``ln2``, ``ffn.layers.0.0``/``ffn.layers.1``, the final
 import re
 from typing import Dict, Iterable
 
-__all__ = ['is_mmseg_vit', 'is_timm_vit', 'mmseg_vit_key',
-           'mmseg_vit_state_dict']
+__all__ = ['is_mmseg_vit', 'mmseg_vit_key', 'mmseg_vit_state_dict']
 
 _RENAMES = (
     (r'^layers\.(\d+)\.attn\.attn\.in_proj_(weight|bias)$',
@@ -23,19 +22,12 @@ _RENAMES = (
     (r'^ln_pre\.', 'pre_norm.'),
 )
 _MMSEG_ONLY = re.compile(r'^(layers\.\d+\.attn\.attn\.|ln_pre\.)')
-_TIMM_ONLY = re.compile(r'^(blocks\.\d+\.|patch_embed\.proj\.)')
 
 
 def is_mmseg_vit(keys: Iterable[str]) -> bool:
     """Whether ``keys`` (without any module prefix) name mmseg's ViT:
     a key only mmseg's attention or pre-norm has."""
     return any(_MMSEG_ONLY.match(k) for k in keys)
-
-
-def is_timm_vit(keys: Iterable[str]) -> bool:
-    """Whether ``keys`` name timm's ViT/DeiT (``blocks.i``,
-    ``patch_embed.proj``)."""
-    return any(_TIMM_ONLY.match(k) for k in keys)
 
 
 def mmseg_vit_key(key: str) -> str:

@@ -10,9 +10,9 @@ as ``ln1``. SPViT's ``score_predictor.k`` is the selector of the ``k``-th
 pruning layer (``layers.{loc}.reducer.selector``).
 """
 import re
-from typing import Dict, Optional, Sequence
+from typing import Dict, Iterable, Optional, Sequence
 
-__all__ = ['timm_vit_key', 'timm_vit_state_dict']
+__all__ = ['is_timm_vit', 'timm_vit_key', 'timm_vit_state_dict']
 
 _RENAMES = (
     (r'^patch_embed\.proj\.', 'patch_embed.projection.'),
@@ -23,6 +23,15 @@ _RENAMES = (
     (r'^blocks\.(\d+)\.attn\.', r'layers.\1.attn.'),
     (r'^norm\.', 'ln1.'),
 )
+
+
+_TIMM_ONLY = re.compile(r'^(blocks\.\d+\.|patch_embed\.proj\.)')
+
+
+def is_timm_vit(keys: Iterable[str]) -> bool:
+    """Whether ``keys`` name timm's ViT/DeiT (``blocks.i``,
+    ``patch_embed.proj``)."""
+    return any(_TIMM_ONLY.match(k) for k in keys)
 
 
 def timm_vit_key(key: str,

@@ -9,9 +9,8 @@ from torch import Tensor
 
 from ...ops import ChannelGate
 from ...registry import MODELS
-from ...utils.mmseg_keys import (is_mmseg_vit, is_timm_vit,
-                                 mmseg_vit_state_dict)
-from ...utils.timm_keys import timm_vit_state_dict
+from ...utils.mmseg_keys import is_mmseg_vit, mmseg_vit_state_dict
+from ...utils.timm_keys import is_timm_vit, timm_vit_state_dict
 from .vit import PrunedVisionTransformer
 
 __all__ = ['PrunedMMSegVisionTransformer']
