@@ -11,14 +11,20 @@ gets a *label*, ``2 * shift_region + is_padding``
 
 Everything that follows from the layout alone (labels, roles, how many
 tokens a window can lose, which windows mix labels) is the same for every
-input of one shape. Functions that reduce such tensors to Python numbers
-are marked :func:`layout_constant`, so ``torch.compile`` evaluates them
-once while tracing and the graph has fixed shapes (no ``nonzero`` or
-``int(tensor)`` on them at run time).
+input of one shape. :func:`window_layout` computes the tensors of one
+layout (the index maps, labels, shift mask, padding rows) once per
+``(grid, device)`` and every block of that layout shares them: a cache
+keyed on the layout (Python values), not state kept in modules; the cached
+tensors are constants that nothing writes to. Functions that reduce such
+tensors to Python numbers are marked :func:`layout_constant`, so
+``torch.compile`` evaluates them once while tracing and the graph has fixed
+shapes (no ``nonzero`` or ``int(tensor)`` on them at run time); while
+compiling, the layout is traced instead of taken from the cache.
 """
+import functools
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Callable, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -26,7 +32,8 @@ from torch import Tensor
 __all__ = [
     'WindowGrid', 'window_index', 'window_partition', 'window_reverse',
     'window_labels', 'padding_labels', 'region_bias', 'REGION_MASK',
-    'layout_constant', 'layout_tensors', 'add_rows'
+    'layout_constant', 'layout_tensors', 'add_rows', 'WindowLayout',
+    'window_layout', 'layout_cache', 'partition_windows', 'reverse_windows'
 ]
 
 # Upstream's additive mask between shift regions (mmpretrain ShiftWindowMSA).
@@ -255,3 +262,117 @@ def region_bias(labels: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
     region = labels // 2
     differ = region.unsqueeze(-1) != region.unsqueeze(-2)
     return differ.to(dtype) * REGION_MASK
+
+
+# ----------------------------------------------------------------- layouts
+def layout_cache(fn: Callable) -> Callable:
+    """Cache ``fn``, a pure function of hashable Python values (a
+    :class:`WindowGrid`, ints, a ``torch.device``) that returns layout
+    tensors, so every block of one layout shares one result.
+
+    - The cache is keyed on the arguments only (no module, no tensor), so
+      nothing is stored on modules and no result depends on an earlier
+      forward; the tensors it returns are constants that callers must not
+      write to.
+    - They are made outside inference mode and without autograd, so a
+      layout first built under ``torch.inference_mode()`` serves a
+      training forward too.
+    - While ``torch.compile`` traces, ``fn`` is traced instead (its ops
+      act on constants, so the graph keeps fixed shapes).
+
+    The wrapper has ``cache_clear``, ``cache_info`` and ``uncached`` (the
+    plain ``fn``).
+    """
+
+    @functools.lru_cache(maxsize=128)
+    def cached(*args):
+        with torch.inference_mode(False), torch.no_grad():
+            return fn(*args)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if torch.compiler.is_compiling():
+            return fn(*args, **kwargs)
+        return cached(*args, **kwargs)
+
+    call.cache_clear = cached.cache_clear
+    call.cache_info = cached.cache_info
+    call.uncached = fn
+    return call
+
+
+class WindowLayout(NamedTuple):
+    """The tensors of one window layout, shared by all its blocks.
+
+    Attributes:
+        grid (WindowGrid): the windows.
+        index (tuple[Tensor, Tensor]): :func:`window_index` of ``grid``.
+        rows (Tensor): ``(nW * ws * ws, )`` the map row each window cell
+            reads (padding cells read row 0 and are zeroed after).
+        pad_rows (Tensor, optional): ``(P, )`` the window cells that are
+            padding; None without padding.
+        labels (Tensor, optional): ``(nW, ws * ws)`` :func:`window_labels`;
+            None when no window holds padding or several shift regions.
+        shift_mask (Tensor, optional): ``(nW, ws * ws, ws * ws)`` float32
+            :func:`region_bias` of the labels, upstream's shift mask; None
+            without shift.
+    """
+    grid: WindowGrid
+    index: Tuple[Tensor, Tensor]
+    rows: Tensor
+    pad_rows: Optional[Tensor]
+    labels: Optional[Tensor]
+    shift_mask: Optional[Tensor]
+
+
+def _padding_cells(H: int, W: int, ws: int, shift: int) -> Tuple[Tensor]:
+    src, _ = window_index(WindowGrid((H, W), ws, shift))
+    return ((src == H * W).nonzero().squeeze(1), )
+
+
+@layout_cache
+def window_layout(grid: WindowGrid,
+                  device: Optional[torch.device] = None) -> WindowLayout:
+    """The :class:`WindowLayout` of ``grid`` on ``device``, computed once
+    per ``(grid, device)`` (see :func:`layout_cache`).
+
+    Args:
+        grid (WindowGrid): the windows.
+        device (torch.device, optional): where the tensors live.
+    """
+    H, W = grid.hw
+    src, dst = window_index(grid, device)
+    pad_rows = None
+    if grid.has_padding:
+        pad_rows, = layout_tensors(
+            _padding_cells, H, W, grid.window_size, grid.shift,
+            device=device)
+    labels = window_labels(grid, device) if grid.has_regions else None
+    shift_mask = region_bias(labels) if grid.shift > 0 else None
+    return WindowLayout(grid, (src, dst), src.clamp(max=H * W - 1), pad_rows,
+                        labels, shift_mask)
+
+
+def partition_windows(x: Tensor, layout: WindowLayout) -> Tensor:
+    """:func:`window_partition` with a :class:`WindowLayout`: one
+    ``index_select``, then the padding rows (only those) set to zero.
+
+    Args:
+        x (Tensor): ``(B, H * W, C)``.
+
+    Returns:
+        Tensor: ``(B * nW, ws * ws, C)``.
+    """
+    out = x.index_select(1, layout.rows)
+    if layout.pad_rows is not None:
+        if torch.onnx.is_in_onnx_export():  # as window_partition
+            pad = layout.index[0] == x.shape[1]
+            out = out.masked_fill(pad.view(1, -1, 1), 0.)
+        else:
+            out.index_fill_(1, layout.pad_rows, 0.)
+    return out.view(-1, layout.grid.area, x.shape[-1])
+
+
+def reverse_windows(windows: Tensor, layout: WindowLayout) -> Tensor:
+    """:func:`window_reverse` with a :class:`WindowLayout`."""
+    return window_reverse(windows, layout.grid, layout.index)

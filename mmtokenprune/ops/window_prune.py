@@ -29,13 +29,14 @@ from torch import Tensor
 from .squeeze import squeeze_plan
 from .token_map import MergePlan
 from .topk import topk_split
-from .window import add_rows, layout_constant
-from .window_merge import window_layouts
+from .window import (WindowGrid, WindowLayout, add_rows, layout_cache,
+                     layout_constant, window_labels)
+from .window_merge import window_layouts, window_token_counts
 
 __all__ = [
     'window_prune_capacity', 'window_keep_split', 'window_squeeze',
     'window_prune_counts', 'max_window_prune', 'window_real',
-    'window_keep_mask'
+    'window_keep_mask', 'layout_token_counts', 'prune_rules'
 ]
 
 # As squeeze._cosine: tokens are divided by their norm plus this.
@@ -99,7 +100,8 @@ def window_prune_capacity(labels: Tensor) -> int:
 
 def window_keep_split(scores: Tensor,
                       r: int,
-                      labels: Optional[Tensor] = None
+                      labels: Optional[Tensor] = None,
+                      layout: Optional[WindowLayout] = None
                       ) -> Tuple[Tensor, Tensor]:
     """Split every window into its kept and pruned tokens.
 
@@ -114,6 +116,8 @@ def window_keep_split(scores: Tensor,
         r (int): tokens pruned per window, ``0 <= r < N``.
         labels (Tensor, optional): ``(nW, N)`` cell labels; None when every
             cell may host every other.
+        layout (WindowLayout, optional): the layout of ``labels``, to take
+            what follows from them from the layout cache.
 
     Returns:
         tuple[Tensor, Tensor]: ``keep_idx`` ``(B * nW, N - r')`` and
@@ -122,12 +126,13 @@ def window_keep_split(scores: Tensor,
     BnW, N = scores.shape
     if labels is None:
         return topk_split(scores, N - r)
-    r = min(r, window_prune_capacity(labels))
+    capacity, num_labels = prune_rules(labels, layout)
+    r = min(r, capacity)
     full = _batch_labels(labels, BnW)
     order = scores.argsort(dim=1, descending=True, stable=True)
     rank = torch.empty_like(order).scatter_(
         1, order, torch.arange(N, device=scores.device).expand_as(order))
-    best = rank.new_full((BnW, _num_labels(labels)), N).scatter_reduce(
+    best = rank.new_full((BnW, num_labels), N).scatter_reduce(
         1, full, rank, 'amin')
     leader = rank == best.gather(1, full)
     real = full % 2 == 0
@@ -235,3 +240,40 @@ def max_window_prune(window_size: int, shift: int = 0) -> int:
     return min(
         window_prune_capacity(labels)
         for labels in window_layouts(window_size, shift))
+
+
+@layout_cache
+def layout_token_counts(grid: WindowGrid, r: int,
+                        roles: Optional[Tuple[Tuple[int, ...],
+                                              Tuple[int, ...]]] = None
+                        ) -> Tuple[int, int]:
+    """``r`` as removed and the non-padding tokens left in one image of
+    ``grid``'s layout, computed once per layout: pruning
+    (:func:`window_prune_counts`) when ``roles`` is None, else merging
+    with these ``(src_idx, dst_idx)`` cells
+    (:func:`~.window_merge.window_token_counts`).
+    """
+    labels = window_labels(grid)
+    if roles is None:
+        return window_prune_counts(labels, r)
+    src, dst = (torch.tensor(c, dtype=torch.long) for c in roles)
+    return window_token_counts(labels, r, src, dst)
+
+
+def _prune_rules(labels: Tensor) -> Tuple[int, int]:
+    return window_prune_capacity(labels), _num_labels(labels)
+
+
+@layout_cache
+def _cached_prune_rules(grid: WindowGrid, device) -> Tuple[int, int]:
+    return _prune_rules(window_labels(grid, device))
+
+
+def prune_rules(labels: Tensor,
+                layout: Optional[WindowLayout] = None) -> Tuple[int, int]:
+    """:func:`window_prune_capacity` and the number of labels (one more
+    than the largest), once per layout when ``layout`` (of ``labels``) is
+    given and not compiling."""
+    if layout is None or torch.compiler.is_compiling():
+        return _prune_rules(labels)
+    return _cached_prune_rules(layout.grid, labels.device)

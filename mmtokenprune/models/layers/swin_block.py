@@ -8,10 +8,9 @@ from mmpretrain.models.backbones.swin_transformer import SwinBlock
 from torch import Tensor
 
 from ...ops import TokenMap
-from ...ops.window import (WindowGrid, layout_constant, region_bias,
-                           window_index, window_labels, window_partition,
-                           window_reverse)
-from ...ops.window_merge import window_unmerge
+from ...ops.window import (WindowGrid, layout_constant, partition_windows,
+                           region_bias, reverse_windows, window_layout)
+from ...ops.window_merge import ascending_positions, unmerge_rows
 from ..cdcp import BlockCDCP, add_ffn_gate
 from .window_attention import PrunedWindowMSA
 
@@ -19,17 +18,21 @@ __all__ = ['PrunedSwinBlock']
 
 
 @layout_constant
-def _mlp_tokens(block: 'PrunedSwinBlock', hw_shape: Tuple[int, int],
-                r: int) -> int:
-    """The MLP tokens of one image (a layout constant), remembered per
-    block, input shape, ``r`` and reducer (a few ms per call on CPU)."""
-    cache = block.__dict__.setdefault('_mlp_tokens_cache', {})
-    key = (hw_shape, r, block.reducer)
-    if key not in cache:
-        if len(cache) >= 64:  # many input shapes: start over
-            cache.clear()
-        cache[key] = block.token_counts(hw_shape, r)[2]
-    return cache[key]
+def _traced_mlp_tokens(block: 'PrunedSwinBlock', hw_shape: Tuple[int, int],
+                       r: int) -> int:
+    return block.token_counts(hw_shape, r)[2]
+
+
+def _mlp_tokens(block: 'PrunedSwinBlock', grid: WindowGrid, r: int) -> int:
+    """The MLP tokens of one image, a layout constant: from the layout
+    cache (:meth:`TokenReducer.window_layout_counts`, shared by every block
+    of this layout, ``r`` and roles); while compiling, evaluated once when
+    traced."""
+    if r == 0:
+        return grid.hw[0] * grid.hw[1]
+    if torch.compiler.is_compiling():
+        return _traced_mlp_tokens(block, grid.hw, r)
+    return block.reducer.window_layout_counts(grid, r)[1]
 
 
 class PrunedSwinBlock(SwinBlock):
@@ -58,7 +61,11 @@ class PrunedSwinBlock(SwinBlock):
       runs on the unpadded map).
     - Windows are cut and reversed with one ``index_select`` each
       (:func:`~mmtokenprune.ops.window.window_index`) instead of upstream's
-      pad, ``torch.roll`` and permute copies; same result, both paths.
+      pad, ``torch.roll`` and permute copies; same result, both paths. The
+      index maps, labels, shift mask and layout counts come from the layout
+      cache (:func:`~mmtokenprune.ops.window.window_layout`): computed once
+      per input shape and window layout, shared by every block; the block
+      keeps no state between calls.
     - Activation checkpointing (``with_cp``) uses ``use_reentrant=False``.
 
     With ``merge_r=0`` the forward computes upstream's.
@@ -135,8 +142,7 @@ class PrunedSwinBlock(SwinBlock):
         if r > 0:
             mlp = grid.num_windows * (n - r)
             if grid.has_regions:
-                r, mlp = self.reducer.window_token_counts(
-                    window_labels(grid), r)
+                r, mlp = self.reducer.window_layout_counts(grid, r)
             n -= r
         return grid.num_windows * n, n, mlp
 
@@ -149,14 +155,13 @@ class PrunedSwinBlock(SwinBlock):
     def _inner_forward(self, x: Tensor, hw_shape) -> Tensor:
         if self.merge_r > 0:
             return self.merged_forward(x, hw_shape, self.merge_r)
-        grid = self.window_grid(hw_shape)
-        index = window_index(grid, x.device)
+        layout = window_layout(self.window_grid(hw_shape), x.device)
         mask = None
-        if grid.shift > 0:
-            mask = region_bias(window_labels(grid, x.device), x.dtype)
+        if layout.shift_mask is not None:
+            mask = layout.shift_mask.to(x.dtype)
         out = self.attn.w_msa(
-            window_partition(self.norm1(x), grid, index), mask=mask)
-        x = x + self.attn.drop(window_reverse(out, grid, index))
+            partition_windows(self.norm1(x), layout), mask=mask)
+        x = x + self.attn.drop(reverse_windows(out, layout))
         return self.ffn(self.norm2(x), identity=x)
 
     def merged_forward(self, x: Tensor, hw_shape, r: int) -> Tensor:
@@ -173,51 +178,79 @@ class PrunedSwinBlock(SwinBlock):
         """
         B, _, C = x.shape
         grid = self.window_grid(hw_shape)
-        index = window_index(grid, x.device)
-        xw = window_partition(x, grid, index)  # (B * nW, N, C), residual
+        layout = window_layout(grid, x.device)
+        xw = partition_windows(x, layout)  # (B * nW, N, C), residual
         BnW = xw.shape[0]
-        labels = window_labels(grid, x.device) if grid.has_regions else None
+        labels = layout.labels
         xm, tokens = xw, TokenMap.identity(BnW, (grid.window_size, ) * 2,
                                            x.device, x.dtype)
         if r > 0:
             xm, tokens = self.reducer.window_reduce(
-                xw, self.norm1(xw), r, labels, attn=self.attn.w_msa)
+                xw, self.norm1(xw), r, labels, attn=self.attn.w_msa,
+                layout=layout)
 
         hm = self.norm1(xm)
+        n = xm.shape[1]
         extra = None  # (B * nW, 1, N', N'): shift mask and log(size)
         if labels is not None:
-            lab = labels.repeat(B, 1).gather(1, tokens.anchor)
-            pad = lab % 2 == 1
+            nW = labels.shape[0]
+            lab = labels.expand(B, -1, -1).gather(
+                2, tokens.anchor.view(B, nW, n)).view(BnW, n)
             if grid.has_padding:  # zero padding at the input, as upstream
-                hm = hm.masked_fill(pad.unsqueeze(-1), 0.)
+                # padding goes first, so every image keeps as many real
+                # tokens, a layout constant (of the tokens the windows
+                # kept: all of them in training with a keep policy)
+                num_real = _mlp_tokens(self, grid, grid.area - n)
+                pad = (lab % 2 == 1).view(B, -1)
+                real = self._rows(ascending_positions(~pad, num_real), nW * n)
+                hm = hm.view(-1, C).index_fill(
+                    0,
+                    self._rows(ascending_positions(pad, nW * n - num_real),
+                               nW * n), 0.).view_as(hm)
             if grid.shift > 0:
                 extra = region_bias(lab, x.dtype).unsqueeze(1)
         if self.prop_attn and r > 0:
             log_size = tokens.size.log().to(x.dtype)[:, None, None, :]
             extra = log_size if extra is None else extra + log_size
         bias = self.attn.w_msa.relative_bias(tokens.anchor).to(x.dtype)
-        bias = bias if extra is None else bias + extra
+        if extra is not None:  # a new tensor (a gather): add in place
+            bias = bias.add_(extra)
         out = self.attn.w_msa(hm, attn_bias=bias, policy=tokens.policy)
         # drop paths act per image, so go through (B, nW * N', C)
         xm = xm + self.attn.drop(out.view(B, -1, C)).view_as(xm)
-        if grid.has_padding:  # the MLP skips padding (cropped anyway)
-            # padding goes first, so every image keeps as many real tokens,
-            # a layout constant (of the tokens the windows kept: all of
-            # them in training with a keep policy); the first of a stable
-            # sort are the real ones, ascending (a nonzero of fixed size)
-            num_real = _mlp_tokens(self, tuple(hw_shape),
-                                   grid.area - xm.shape[1])
-            pad = pad.view(B, -1)
-            real = pad.long().argsort(dim=1, stable=True)[:, :num_real]
-            real = (real + torch.arange(B, device=x.device).unsqueeze(1) *
-                    pad.shape[1]).view(-1)  # rows of (B * nW * N', C)
-            xr = xm.view(-1, C).index_select(0, real).view(B, -1, C)
-            xr = self.ffn(self.norm2(xr), identity=xr)
-            xm = xm.view(-1, C).index_copy(0, real, xr.view(-1, C))
-        else:
+        if not grid.has_padding:
             xm = xm.view(B, -1, C)
-            xm = self.ffn(self.norm2(xm), identity=xm)
-        xm = xm.view(BnW, -1, C)
+            xm = self.ffn(self.norm2(xm), identity=xm).view(BnW, n, C)
+            return self._unmerge(xm, tokens, layout)
+        # the MLP skips padding (cropped anyway)
+        xr = xm.view(-1, C).index_select(0, real).view(B, -1, C)
+        xr = self.ffn(self.norm2(xr), identity=xr)
+        if tokens.aside is None:
+            # un-merge straight from the real tokens: no image cell maps
+            # to a padding token (tokens never mix labels)
+            to_real = torch.zeros(
+                BnW * n, dtype=torch.long, device=x.device).index_copy_(
+                    0, real, torch.arange(real.numel(), device=x.device))
+            rows = to_real.index_select(
+                0, unmerge_rows(tokens.assign, n, grid, layout.index).view(-1))
+            return xr.view(-1, C).index_select(0, rows).view(B, -1, C)
+        xm = xm.view(-1, C).index_copy(0, real, xr.view(-1, C))
+        return self._unmerge(xm.view(BnW, n, C), tokens, layout)
+
+    @staticmethod
+    def _rows(index: Tensor, num: int) -> Tensor:
+        """``(B * K, )`` rows of the flat ``(B * num, C)`` tokens for
+        ``(B, K)`` positions among each image's ``num`` tokens."""
+        offset = torch.arange(index.shape[0], device=index.device) * num
+        return (index + offset.unsqueeze(1)).view(-1)
+
+    @staticmethod
+    def _unmerge(xm: Tensor, tokens: TokenMap, layout) -> Tensor:
+        """``(B, H * W, C)`` from the windows' tokens (and those set
+        aside)."""
         if tokens.aside is not None:  # skipped the block (SPViT's dropped)
             xm = torch.cat([xm, tokens.aside.to(xm.dtype)], dim=1)
-        return window_unmerge(xm, tokens.assign, grid, index)
+        BnW, n, C = xm.shape
+        rows = unmerge_rows(tokens.assign, n, layout.grid, layout.index)
+        return xm.reshape(BnW * n, C).index_select(0, rows.view(-1)).view(
+            rows.shape[0], -1, C)

@@ -39,9 +39,12 @@ from torch import Tensor
 
 from ...ops import MergePlan, TokenMap, merge_tokens
 from ...ops.schedule import Step
-from ...ops.window_merge import (max_window_r, window_merge,
-                                 window_merge_plan, window_token_counts)
-from ...ops.window_prune import max_window_prune, window_prune_counts
+from ...ops.matching import plan_from_best
+from ...ops.window import WindowLayout
+from ...ops.window_merge import (max_window_r, window_best,
+                                 window_merge_best, window_token_counts)
+from ...ops.window_prune import (layout_token_counts, max_window_prune,
+                                 window_prune_counts)
 
 __all__ = ['TokenReducer']
 
@@ -227,13 +230,15 @@ class TokenReducer(nn.Module):
                       metric: Tensor,
                       r: int,
                       labels: Optional[Tensor] = None,
-                      attn: Optional[nn.Module] = None
+                      attn: Optional[nn.Module] = None,
+                      layout: Optional[WindowLayout] = None
                       ) -> Tuple[Tensor, TokenMap]:
         """Reduce every window of a Swin block by ``r`` tokens.
 
         The block calls this before its attention, on intact windows, and
         un-merges the result after its MLP. This default merges
-        (:meth:`window_plan` on ``metric``, size-weighted average).
+        (:meth:`window_best`, size-weighted average:
+        :func:`~mmtokenprune.ops.window_merge.window_merge_best`).
 
         Args:
             x (Tensor): ``(B * nW, ws * ws, C)`` windows of the residual
@@ -250,6 +255,10 @@ class TokenReducer(nn.Module):
                 (:class:`~mmtokenprune.models.layers.PrunedWindowMSA`),
                 for reducers that score by it (its
                 ``mean_query_attention``).
+            layout (WindowLayout, optional): the
+                :func:`~mmtokenprune.ops.window.window_layout` of
+                ``labels``: what follows from the labels alone is then
+                taken from the layout cache instead of recomputed.
 
         Returns:
             tuple[Tensor, TokenMap]: ``(B * nW, n, C)`` reduced windows and
@@ -258,12 +267,32 @@ class TokenReducer(nn.Module):
             ``assign`` the un-merge; a ``policy`` keeps all ``ws * ws``
             tokens and masks the pruned ones as keys).
         """
-        BnW, N, _ = x.shape
-        ws = math.isqrt(int(N))
-        tokens = TokenMap.identity(BnW, (ws, ws), x.device, x.dtype)
-        plan = self.window_plan(metric, r, labels)
-        tokens = tokens.apply(plan)
-        return window_merge(x, plan, tokens.size), tokens
+        ws = math.isqrt(int(x.shape[1]))
+        src_idx, dst_idx = self.window_roles(ws, x.device)
+        with torch.no_grad():
+            best_val, best_dst, r = self.window_best(metric, src_idx, dst_idx,
+                                                     r, labels, layout)
+        return window_merge_best(x, best_val, best_dst, src_idx, dst_idx, r)
+
+    def window_best(self,
+                    metric: Tensor,
+                    src_idx: Tensor,
+                    dst_idx: Tensor,
+                    r: int,
+                    labels: Optional[Tensor] = None,
+                    layout: Optional[WindowLayout] = None
+                    ) -> Tuple[Tensor, Tensor, int]:
+        """Each source's best destination under the label rules: the max
+        of :meth:`window_scores` (see
+        :func:`~mmtokenprune.ops.window_merge.window_best`); a reducer may
+        compute it without the full score matrices.
+
+        Returns:
+            tuple[Tensor, Tensor, int]: ``(B * nW, Ns)`` best scores, their
+            positions in ``dst_idx`` and ``r`` as the layout allows it.
+        """
+        scores = self.window_scores(metric, src_idx, dst_idx)
+        return window_best(scores, src_idx, dst_idx, r, labels, layout)
 
     def window_roles(self, window_size: int,
                      device: Optional[torch.device] = None
@@ -307,7 +336,8 @@ class TokenReducer(nn.Module):
     def window_plan(self,
                     metric: Tensor,
                     r: int,
-                    labels: Optional[Tensor] = None) -> MergePlan:
+                    labels: Optional[Tensor] = None,
+                    layout: Optional[WindowLayout] = None) -> MergePlan:
         """Plan merging ``r`` tokens in every window.
 
         Args:
@@ -316,6 +346,7 @@ class TokenReducer(nn.Module):
             labels (Tensor, optional): ``(nW, ws * ws)`` cell labels of
                 :func:`~mmtokenprune.ops.window.window_labels`; None when
                 every cell may merge with every other.
+            layout (WindowLayout, optional): the layout of ``labels``.
 
         Returns:
             MergePlan: from ``ws * ws`` to ``ws * ws - r`` tokens per window
@@ -324,8 +355,11 @@ class TokenReducer(nn.Module):
         """
         ws = math.isqrt(int(metric.shape[1]))
         src_idx, dst_idx = self.window_roles(ws, metric.device)
-        scores = self.window_scores(metric, src_idx, dst_idx)
-        return window_merge_plan(scores, src_idx, dst_idx, r, labels)
+        best_val, best_dst, r = self.window_best(metric, src_idx, dst_idx, r,
+                                                 labels, layout)
+        BnW = metric.shape[0]
+        return plan_from_best(best_val, best_dst, src_idx.expand(BnW, -1),
+                              dst_idx.expand(BnW, -1), r)
 
     def window_token_counts(self, labels: Tensor, r: int) -> Tuple[int, int]:
         """``r`` as removed by :meth:`window_reduce` and the non-padding
@@ -338,6 +372,17 @@ class TokenReducer(nn.Module):
         ws = math.isqrt(int(labels.shape[1]))
         return window_token_counts(labels, r,
                                    *self.window_roles(ws, labels.device))
+
+    def window_layout_counts(self, grid, r: int) -> Tuple[int, int]:
+        """:meth:`window_token_counts` of the labels of ``grid`` (a
+        :class:`~mmtokenprune.ops.window.WindowGrid`), computed once per
+        layout, ``r`` and roles and shared by every block (a reducer that
+        overrides :meth:`window_token_counts` overrides this too)."""
+        if self.prunes:
+            return layout_token_counts(grid, r)
+        src, dst = self.window_roles(grid.window_size)
+        return layout_token_counts(grid, r, (tuple(src.tolist()),
+                                             tuple(dst.tolist())))
 
     def max_window_r(self, window_size: int, shift: int = 0) -> int:
         """The ``r`` that every window of every input allows."""

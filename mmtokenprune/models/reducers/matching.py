@@ -6,9 +6,11 @@ from mmengine.logging import print_log
 
 from ...ops import atme_plan, tome_plan
 from ...ops.matching import ALTERNATIONS, NEIGHBOURHOODS, ROLES
-from ...ops.window import layout_tensors
-from ...ops.window_matching import (atme_window_roles, atme_window_scores,
-                                    tome_window_roles, tome_window_scores)
+from ...ops.window import layout_cache, layout_tensors
+from ...ops.window_matching import (atme_window_best, atme_window_roles,
+                                    atme_window_scores, tome_window_roles,
+                                    tome_window_scores)
+from ...ops.window_merge import window_label_rules
 from ...registry import TOKEN_REDUCERS
 from .base import TokenReducer
 
@@ -16,6 +18,17 @@ __all__ = ['ATME', 'ToMe']
 
 METRICS = ('keys', 'tokens')
 PLACES = ('after_attention', 'before_block')
+
+
+@layout_cache
+def _tome_roles(window_size: int, device):
+    # fixed sizes for torch.compile: the roles are a boolean mask's
+    return layout_tensors(tome_window_roles, window_size, device=device)
+
+
+@layout_cache
+def _atme_roles(window_size: int, axis: int, device):
+    return atme_window_roles(window_size, axis, device)
 
 
 @TOKEN_REDUCERS.register_module()
@@ -62,8 +75,7 @@ class ToMe(TokenReducer):
                 f'`{self.key}.alternate={self.alternate!r}` applies to '
                 "token sequences (ViT) only; Swin windows take "
                 "alternate='sequence'.")
-        # fixed sizes for torch.compile: the roles are a boolean mask's
-        return layout_tensors(tome_window_roles, window_size, device=device)
+        return _tome_roles(window_size, device)
 
     def window_scores(self, metric, src_idx, dst_idx):
         return tome_window_scores(metric, src_idx, dst_idx)
@@ -150,7 +162,24 @@ class ATME(TokenReducer):
                 "to token sequences (ViT) only; Swin windows take "
                 "roles='axis', neighbourhood=4, metric='keys', "
                 "where='after_attention' (they match on the block's input).")
-        return atme_window_roles(window_size, self.axis, device)
+        return _atme_roles(window_size, self.axis, device)
 
     def window_scores(self, metric, src_idx, dst_idx):
         return atme_window_scores(metric, src_idx, dst_idx, self.axis)
+
+    def window_best(self, metric, src_idx, dst_idx, r, labels=None,
+                    layout=None):
+        """As the base (the max of :meth:`window_scores` under the label
+        rules), from each source's touching destinations
+        (:func:`~mmtokenprune.ops.window_matching.atme_window_best`)."""
+        mixed = bonus = None
+        num_windows = 1
+        if labels is not None:
+            mixed, bonus, capacity = window_label_rules(
+                labels, src_idx, dst_idx, layout)
+            r = min(r, capacity)
+            num_windows = labels.shape[0]
+        best_val, best_dst = atme_window_best(metric, src_idx, dst_idx,
+                                              self.axis, mixed, bonus,
+                                              num_windows)
+        return best_val, best_dst, r

@@ -199,7 +199,8 @@ class SPViT(TokenReducer):
                 'count.')
         return super().window_r(window_size, where)
 
-    def window_reduce(self, x, metric, r, labels=None, attn=None):
+    def window_reduce(self, x, metric, r, labels=None, attn=None,
+                      layout=None):
         """Drop ``r`` tokens of every window by the selector's keep score;
         the dropped ones skip the block.
 
@@ -225,7 +226,7 @@ class SPViT(TokenReducer):
             scores = soft.detach()
         else:
             scores = scores[..., 0]
-        keep_idx, drop_idx = window_keep_split(scores, r, labels)
+        keep_idx, drop_idx = window_keep_split(scores, r, labels, layout)
         moved = torch.zeros(BnW, N, dtype=torch.uint8, device=x.device)
         moved = moved.scatter_(1, drop_idx, 1).bool()
         rank = torch.arange(drop_idx.shape[1], device=x.device)
@@ -237,4 +238,3 @@ class SPViT(TokenReducer):
             keep = window_keep_mask(keep_idx, N, soft, x.dtype)
             return x, replace(tokens, policy=keep)
         return _keep(x, tokens, keep_idx)
-

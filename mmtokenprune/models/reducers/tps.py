@@ -133,7 +133,8 @@ class TPSReducer(TokenReducer):
         """
         raise NotImplementedError
 
-    def window_reduce(self, x, metric, r, labels=None, attn=None):
+    def window_reduce(self, x, metric, r, labels=None, attn=None,
+                      layout=None):
         """Prune ``r`` tokens of every window and squeeze them into the
         kept ones of their label (see :mod:`mmtokenprune.ops.window_prune`).
 
@@ -151,7 +152,7 @@ class TPSReducer(TokenReducer):
         ws = math.isqrt(int(N))
         real = window_real(labels, BnW, x.dtype)
         scores, soft = self.window_keep_scores(x, metric, real, attn)
-        keep_idx, prune_idx = window_keep_split(scores, r, labels)
+        keep_idx, prune_idx = window_keep_split(scores, r, labels, layout)
         tokens = TokenMap.identity(BnW, (ws, ws), x.device, x.dtype)
         if not self.training:
             y, plan = window_squeeze(x, keep_idx, prune_idx, labels,
@@ -165,7 +166,6 @@ class TPSReducer(TokenReducer):
         host = keep_idx.gather(1, plan.old2new)  # a window cell
         tokens = tokens.apply(MergePlan(old2new=host, keep_idx=own))
         return x, replace(tokens, policy=keep)
-
 
 
 @TOKEN_REDUCERS.register_module(name='dTPS')
