@@ -67,6 +67,32 @@ def _keep(x: Tensor, tokens: TokenMap, keep_idx: Tensor):
     return _gather(x, keep_idx), tokens.apply(plan)
 
 
+def _window_keep(x: Tensor, keep_idx: Tensor,
+                 drop_idx: Tensor) -> Tuple[Tensor, TokenMap]:
+    """The kept windows and their map, the dropped tokens set aside with
+    their own features: ``_keep(x, identity.set_aside(...), keep_idx)``
+    built at once, rows moved by ``index_select`` (no expanded gathers, no
+    map composed with an identity)."""
+    BnW, N, C = x.shape
+    n = keep_idx.shape[1]
+    offset = torch.arange(BnW, device=x.device).unsqueeze(1) * N
+    flat = x.reshape(BnW * N, C)
+    kept = flat.index_select(0, (keep_idx + offset).view(-1))
+    aside = flat.index_select(0, (drop_idx + offset).view(-1))
+    rank = torch.arange(N, device=x.device)
+    assign = torch.empty(BnW, N, dtype=torch.long, device=x.device)
+    assign.scatter_(1, keep_idx, rank[:n].expand(BnW, -1))
+    assign.scatter_(1, drop_idx, rank[n:].expand(BnW, -1))  # aside: n + j
+    ws = math.isqrt(int(N))
+    tokens = TokenMap(
+        assign=assign,
+        size=x.new_ones(BnW, n),
+        anchor=keep_idx,
+        grid=(ws, ws),
+        aside=aside.view(BnW, N - n, C))
+    return kept.view(BnW, n, C), tokens
+
+
 @TOKEN_REDUCERS.register_module()
 class SPViT(TokenReducer):
     """SPViT's selector + package token, before the block.
@@ -227,6 +253,8 @@ class SPViT(TokenReducer):
         else:
             scores = scores[..., 0]
         keep_idx, drop_idx = window_keep_split(scores, r, labels, layout)
+        if not self.training:
+            return _window_keep(x, keep_idx, drop_idx)
         moved = torch.zeros(BnW, N, dtype=torch.uint8, device=x.device)
         moved = moved.scatter_(1, drop_idx, 1).bool()
         rank = torch.arange(drop_idx.shape[1], device=x.device)
@@ -234,7 +262,5 @@ class SPViT(TokenReducer):
         target.scatter_(1, drop_idx, rank.expand_as(drop_idx))
         tokens = TokenMap.identity(BnW, (ws, ws), x.device, x.dtype)
         tokens = tokens.set_aside(moved, _gather(x, drop_idx), target)
-        if self.training:
-            keep = window_keep_mask(keep_idx, N, soft, x.dtype)
-            return x, replace(tokens, policy=keep)
-        return _keep(x, tokens, keep_idx)
+        keep = window_keep_mask(keep_idx, N, soft, x.dtype)
+        return x, replace(tokens, policy=keep)
