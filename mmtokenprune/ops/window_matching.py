@@ -311,9 +311,16 @@ def atme_window_best(metric: Tensor,
         B = BnW // num_windows
         rows = (torch.arange(B, device=metric.device).unsqueeze(1) *
                 num_windows + mixed).view(-1)
-        scores = atme_window_scores(
-            metric.index_select(0, rows), src_idx, dst_idx, axis)
-        scores = scores.view(B, -1, *scores.shape[1:]) + bonus.to(
+        # atme_window_scores of these windows, from the cosines above
+        flat_pos, first, flat2, _, _, template = _window_tables(
+            ws, axis, metric.device)
+        scores = template.to(metric.dtype).view(1, -1).repeat(
+            rows.numel(), 1)
+        scores.index_copy_(
+            1, flat_pos, table[0].index_select(0, rows).index_select(1, first))
+        if p2.numel():
+            scores.index_copy_(1, flat2, table[1].index_select(0, rows))
+        scores = scores.view(B, -1, Ns, dst_idx.numel()) + bonus.to(
             scores.dtype)
         val, idx = scores.flatten(0, 1).max(dim=-1)
         best_val = best_val.index_copy(0, rows, val)

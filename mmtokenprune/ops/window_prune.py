@@ -31,7 +31,8 @@ from .token_map import MergePlan
 from .topk import topk_split
 from .window import (WindowGrid, WindowLayout, add_rows, layout_cache,
                      layout_constant, window_labels)
-from .window_merge import window_layouts, window_token_counts
+from .window_merge import (ascending_positions, window_layouts,
+                           window_token_counts)
 
 __all__ = [
     'window_prune_capacity', 'window_keep_split', 'window_squeeze',
@@ -137,7 +138,12 @@ def window_keep_split(scores: Tensor,
     leader = rank == best.gather(1, full)
     real = full % 2 == 0
     tier = 2 * leader.long() + (real & ~leader).long()  # leaders, real, pad
-    return topk_split(tier * N + (N - 1 - rank), N - r)
+    # topk_split's split, the ascending index sets from a mask (no sorts)
+    order = (tier * N + (N - 1 - rank)).argsort(
+        dim=1, descending=True, stable=True)
+    keep = torch.zeros(BnW, N, dtype=torch.bool, device=scores.device)
+    keep.scatter_(1, order[:, :N - r], 1)  # int: jit trace rejects a bool
+    return ascending_positions(keep, N - r), ascending_positions(~keep, r)
 
 
 def window_squeeze(x: Tensor,
@@ -202,10 +208,16 @@ def window_squeeze(x: Tensor,
     # (e x_j + sum_i w_i x_i) / (e + sum_i w_i) over each host j, as
     # (x_j + sum_i (w_i / e) x_i) / (1 + sum_i w_i / e)
     den = weight.new_ones(BnW, Nr).scatter_add(1, host, weight)
+    # kept and pruned are fresh gathers: without autograd they take the
+    # sums and weights in place (no copies); with autograd, sim saved them
+    inplace = not (torch.is_grad_enabled() and x.requires_grad)
+    weight = weight.unsqueeze(-1)
+    pruned = pruned.mul_(weight) if inplace else pruned * weight
     out = add_rows(
         kept.view(BnW * Nr, C), (host + offset * Nr).view(-1),
-        (pruned * weight.unsqueeze(-1)).view(BnW * Np, C))
-    out = out.view(BnW, Nr, C) * den.reciprocal().unsqueeze(-1)
+        pruned.view(BnW * Np, C), inplace=inplace).view(BnW, Nr, C)
+    scale = den.reciprocal().unsqueeze(-1)
+    out = out.mul_(scale) if inplace else out * scale
     return out, squeeze_plan(keep_idx, prune_idx, host)
 
 
