@@ -20,14 +20,16 @@ from typing import Callable, Dict, Iterator, List, Optional
 import torch
 
 __all__ = [
-    'DTYPES', 'CLOCKS', 'CLOCK_TEXT', 'device_name', 'autocast', 'num_threads',
-    'busy_cores', 'check_timing', 'time_forward', 'time_interleaved'
+    'DTYPES', 'CLOCKS', 'CLOCK_TEXT', 'cpu_model', 'device_name', 'autocast',
+    'num_threads', 'busy_cores', 'check_timing', 'time_forward',
+    'time_interleaved'
 ]
 
 DTYPES = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``)."""
     try:
         with open('/proc/cpuinfo') as f:
             for line in f:
@@ -46,7 +48,7 @@ def device_name(device: str = 'cpu') -> str:
     if device.type == 'cuda':
         name = torch.cuda.get_device_name(device)
         return f'{name} (CUDA {torch.version.cuda}, torch {torch.__version__})'
-    return (f'{_cpu_model()}, {os.cpu_count()} cores, torch '
+    return (f'{cpu_model()}, {os.cpu_count()} cores, torch '
             f'{torch.get_num_threads()} threads, torch {torch.__version__}')
 
 

@@ -13,11 +13,16 @@ analysis package (``tests/test_import_layers.py`` checks it).
   the registered reducers (this package never imports them);
 - ``block_flops.py``: multiply-accumulates of attention and MLP;
 - ``latency_solver.py``: a token schedule and widths for a latency budget;
+- ``candidates.py``: every compressed model a table predicts within a
+  budget (``tools/compress.py`` scores and times them);
 - ``latency_loss.py``: the differentiable latency and its excess over a
   budget (registered as a loss by
   :mod:`mmtokenprune.models.losses.latency_budget`).
 """
 from .block_flops import attention_flops, ffn_flops
+from .candidates import (Candidate, enumerate_candidates, keep_for,
+                         keep_schedule, layer_families, smallest_reachable,
+                         solver_candidate)
 from .latency_loss import latency_excess, soft_latency_ms
 from .latency_solver import BudgetSolution, encoder_flops, solve_budget
 from .latency_table import FORMAT, LatencyTable, LayerChoice
@@ -26,7 +31,9 @@ from .reducer_traits import declare_reducers, reducer_traits
 from .token_counts import schedule_counts, soft_token_counts
 
 __all__ = [
-    'attention_flops', 'ffn_flops', 'latency_excess', 'soft_latency_ms',
+    'attention_flops', 'ffn_flops', 'Candidate', 'enumerate_candidates',
+    'keep_for', 'keep_schedule', 'layer_families', 'smallest_reachable',
+    'solver_candidate', 'latency_excess', 'soft_latency_ms',
     'BudgetSolution', 'encoder_flops', 'solve_budget', 'FORMAT',
     'LatencyTable', 'LayerChoice', 'interp', 'declare_reducers',
     'reducer_traits', 'schedule_counts', 'soft_token_counts'

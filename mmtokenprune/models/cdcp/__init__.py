@@ -22,12 +22,14 @@ from .export import (export_attention, export_blocks, export_ffn,
 from .export_checkpoint import export_checkpoint
 from .gated_layers import GatedQKV, add_ffn_gate, ffn_gate
 from .magnitude_init import (init_gates_by_magnitude,
-                             init_gates_open_by_magnitude, magnitude_scores)
+                             init_gates_open_by_magnitude,
+                             init_gates_to_widths, magnitude_scores)
 
 __all__ = [
     'LOSS_OWNERS', 'CDCPBackbone', 'budget_loss', 'soft_width', 'BlockCDCP',
     'ChannelCfg', 'export_attention', 'export_blocks', 'export_ffn',
     'export_model', 'export_checkpoint',
     'GatedQKV', 'add_ffn_gate', 'ffn_gate', 'init_gates_by_magnitude',
-    'init_gates_open_by_magnitude', 'magnitude_scores'
+    'init_gates_open_by_magnitude', 'init_gates_to_widths',
+    'magnitude_scores'
 ]

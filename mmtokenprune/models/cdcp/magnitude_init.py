@@ -25,7 +25,7 @@ channel open (the model computes what the unpruned one does), logits
 ordered by the same importance, so under a uniform budget push the least
 important channels close first and the task gradient decides the rest.
 """
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -36,7 +36,7 @@ from .gated_layers import ffn_gate
 
 __all__ = [
     'init_gates_by_magnitude', 'init_gates_open_by_magnitude',
-    'magnitude_scores'
+    'init_gates_to_widths', 'magnitude_scores'
 ]
 
 
@@ -179,6 +179,43 @@ def init_gates_by_magnitude(backbone: nn.Module,
     return dict(
         flops_ratio=float(backbone.flops_ratio()),
         kept=[int(m.sum()) for m in masks])
+
+
+@torch.no_grad()
+def init_gates_to_widths(backbone: nn.Module,
+                         widths: Sequence[Tuple[int, int, int]],
+                         margin: float = 8.0) -> None:
+    """Close every CDCP gate down to given widths, keeping the channels
+    of the highest magnitude importance (module docstring) in each.
+
+    Where :func:`init_gates_by_magnitude` chooses the widths from one
+    FLOPs target, this takes them (e.g. from a latency budget's solver)
+    and only chooses which channels stay.
+
+    Args:
+        backbone (nn.Module): a gated CDCP backbone.
+        widths (Sequence[tuple[int, int, int]]): per gated layer, Q/K
+            channels per head, V channels per head, MLP hidden channels.
+        margin (float): logit magnitude of kept / closed channels.
+            Defaults to 8.0.
+
+    Raises:
+        ValueError: a count of widths other than the gated layers', or a
+            width outside ``[1, full]``, naming the layer.
+    """
+    layers = magnitude_scores(backbone)
+    if len(widths) != len(layers):
+        raise ValueError(f'{len(widths)} widths given; the backbone has '
+                         f'{len(layers)} gated layers.')
+    gates, masks = [], []
+    for i, (layer, dims) in enumerate(zip(layers, widths)):
+        for (name, (gate, score)), count in zip(layer.items(), dims):
+            if not 1 <= int(count) <= score.numel():
+                raise ValueError(f'layer {i}: {name} width {count} is not in '
+                                 f'[1, {score.numel()}].')
+            gates.append(gate)
+            masks.append(_top(score, int(count)))
+    _set_logits(gates, masks, margin)
 
 
 def _set_logits(gates: List[ChannelGate], keep: List[Tensor],
