@@ -275,6 +275,12 @@ def test_compress_corrects_the_table_by_what_it_measured(
              for n, v in r['ms'].items()}
     assert all(ratio[n] > 0.7 * 1.05 for n in rounds[0]['ms'])
     assert ratio[state['pick']] <= 0.7 * 1.05
+    # the second round times only what fits the corrected budget
+    table = LatencyTable.load(synthetic_table())
+    pred = {c['name']: c['predicted_ms'] / table.baseline_ms()
+            for c in state['candidates']}
+    assert rounds[1]['ms'] and all(pred[n] <= 0.7 / 1.3 + 1e-9
+                                   for n in rounds[1]['ms'])
 
 
 @pytest.mark.parametrize('args,match', [
@@ -351,3 +357,37 @@ def test_table_cache_reuses_by_key(tmp_path, monkeypatch, trained):
         json.dump(data, f)
     _, _, reused5 = cache_mod.cached_table(bb, str(tmp_path), threads=1)
     assert not reused5 and len(calls) == 4
+
+
+def test_compare_table_takes_the_best_fixed_setting_within_budget(tmp_path):
+    from mmtokenprune.analysis.sweep_store import write_rows
+    rows = [
+        dict(setting='baseline', score=25.0, speedup_backbone_b1=1.0),
+        dict(setting='P', score=25.5, speedup_backbone_b1=1.5),
+        dict(setting='S', score=20.0, speedup_backbone_b1=1.6),
+        dict(setting='R1', score=26.0, speedup_backbone_b1=1.2),  # too slow
+        dict(setting='R2', score=24.0, speedup_backbone_b1=1.45),
+        dict(setting='R3', score=23.0, speedup_backbone_b1=1.8),
+    ]
+    sweep = tmp_path / 'sweep'
+    sweep.mkdir()
+    write_rows(rows, str(sweep / 'sweep.csv'))
+    run = tmp_path / 'run'
+    run.mkdir()
+    (run / 'compress_state.json').write_text(json.dumps(dict(
+        how=dict(latency=0.7, tolerance=0.0), pick='p',
+        settings={'p': 'P', 'ATME FLOPs-solver': 'S'})))
+    tool = load_tool('analysis/compress_compare')
+    out = tmp_path / 'c.md'
+    result = tool.main(['--runs', str(run), '--sweep', str(sweep),
+                        '--references', 'R1', 'R2', 'R3', '--out',
+                        str(out)])
+    row = result['rows'][0]
+    # 1/1.45 = 0.690 <= 0.7; 1/1.2 = 0.833 is over the budget
+    assert row['reference']['setting'] == 'R2'
+    assert row['pick']['setting'] == 'P' and row['solver']['setting'] == 'S'
+    text = out.read_text()
+    assert '| +5.50 | +1.50 |' in text
+    with pytest.raises(KeyError, match='R9'):
+        tool.main(['--runs', str(run), '--sweep', str(sweep),
+                   '--references', 'R9'])

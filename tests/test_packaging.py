@@ -193,6 +193,11 @@ def test_mim_trains_tests_and_runs_the_demo_from_the_wheel(venv, tmp_path):
     assert 'ATME+CDCP' in table, table
     assert (work / 'demo' / 'merge_regions.png').is_file()
 
+    compress = run(mim + ['run', 'mmtokenprune', 'compress', '--help'],
+                   cwd=str(work))
+    assert osp.join(package, 'tools', 'compress.py') in compress.stdout
+    assert '--latency' in compress.stdout and '--calib' in compress.stdout
+
 
 def test_without_mmcv_the_import_says_what_to_install(venv, tmp_path):
     """mmcv is no requirement (full mmcv and mmcv-lite are one module under

@@ -68,6 +68,14 @@
 #                 (trained here if missing), seeds 0, 1, 2; latency b1 and b32
 #   zoo           mmseg zoo mirror configs: logits against mmseg's own model,
 #                 ATME/ToMe backbone speed at 512x512 (random weights)
+#   compress      tools/compress.py on the xseq-balanced baseline at 0.7x,
+#                 0.55x (its 16 best candidates by proxy also scored on
+#                 0006R0: the proxy's rank correlation) and 0.45x of its
+#                 latency; its picks, the FLOPs solver's and the fixed ATME,
+#                 ATME quincunx and ToMe settings of
+#                 docs/results/official_rerank.md 11.2 evaluated and timed
+#                 in one sweep; the comparison table (one thread throughout:
+#                 on a shared 2-core machine two threads stall)
 #
 # Outputs go under $WORK (default work_dirs/); each command's wall time is
 # printed. Latency uses one torch thread and process CPU time, robust to
@@ -689,10 +697,45 @@ stage_zoo() {
     done
 }
 
+# tools/compress.py against the FLOPs-only solver and the fixed settings:
+# calibration frames from the training sequences (none of 0006R0)
+COMPRESS_BUDGETS=(0.7 0.55 0.45)
+stage_compress() {
+    need $BAL/iter_4000.pth xseq-balanced
+    local f d ev runs=() settings=(baseline) refs=() s
+    for f in "${COMPRESS_BUDGETS[@]}"; do
+        d=$W/compress_xseq_$f
+        ev=0
+        [[ $f == 0.55 ]] && ev=16
+        run python tools/compress.py $BAL_CFG $BAL/iter_4000.pth --latency $f \
+            --calib-split train --threads 1 --evaluate $ev \
+            --table-cache $W/latency_cache --out $d
+        runs+=($d)
+        # the pick and the FLOPs solver's pick, as sweep settings
+        mapfile -t -O ${#settings[@]} settings < <(python -c "import json, sys
+st = json.load(open(sys.argv[1]))
+print(st['settings'][st['pick']]); print(st['settings']['ATME FLOPs-solver'])" \
+            $d/compress_state.json)
+    done
+    for s in "keep_ratio=0.9" "keep_ratio=0.85,layers=0/3" "keep_ratio=0.75,layers=0/3" \
+             "keep_ratio=0.6,layers=0/3" "keep_ratio=0.5,layers=0/3"; do
+        refs+=("ATME:$s" "ATME:$s,roles=quincunx" "ToMe:$s")
+    done
+    settings+=("${refs[@]}")
+    run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --accuracy-only \
+        --threads 1 --out $W/sweep_compress_compare --settings "${settings[@]}"
+    run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --timing-only \
+        "${SWEEP_OPTS[@]}" --image-size 256 256 --batch-sizes 1 \
+        --out $W/sweep_compress_compare --settings "${settings[@]}"
+    run python tools/analysis/compress_compare.py --runs "${runs[@]}" \
+        --sweep $W/sweep_compress_compare --references "${refs[@]}" \
+        --out $W/compress_compare.md
+}
+
 stages=("$@")
 ALL_STAGES=(baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets
             deploy xseq xseq-balanced reducers reducers-seed1 atme-variants cifar10-reducers
-            transfer-xseq rerank rerank-cifar10 zoo)
+            transfer-xseq rerank rerank-cifar10 zoo compress)
 [[ ${#stages[@]} -gt 0 ]] || stages=("${ALL_STAGES[@]}")
 for s in "${stages[@]}"; do
     [[ " ${ALL_STAGES[*]} " == *" $s "* ]] || {

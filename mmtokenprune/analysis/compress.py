@@ -259,7 +259,10 @@ def run_compress(config: Config,
     while pick is None:
         ranked = sorted(known, key=lambda c: proxy[c.name]['kl'])
         timed = {n for r in rounds for n in r['ms']}
-        new = [c for c in ranked if c.name not in timed][:top]
+        # after a correction, only what fits the corrected budget
+        fits = fraction * base_pred / scale * (1 + 1e-9)
+        new = [c for c in ranked
+               if c.name not in timed and c.predicted_ms <= fits][:top]
         if not rounds:
             new += [c for c in known
                     if c.family == 'solver' and c not in new]
