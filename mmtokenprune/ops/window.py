@@ -304,18 +304,20 @@ def layout_cache(fn: Callable) -> Callable:
 class WindowLayout(NamedTuple):
     """The tensors of one window layout, shared by all its blocks.
 
-    Attributes:
-        grid (WindowGrid): the windows.
-        index (tuple[Tensor, Tensor]): :func:`window_index` of ``grid``.
-        rows (Tensor): ``(nW * ws * ws, )`` the map row each window cell
-            reads (padding cells read row 0 and are zeroed after).
-        pad_rows (Tensor, optional): ``(P, )`` the window cells that are
-            padding; None without padding.
-        labels (Tensor, optional): ``(nW, ws * ws)`` :func:`window_labels`;
-            None when no window holds padding or several shift regions.
-        shift_mask (Tensor, optional): ``(nW, ws * ws, ws * ws)`` float32
-            :func:`region_bias` of the labels, upstream's shift mask; None
-            without shift.
+    Fields (a named tuple; each documented in prose here, not as an
+    attribute list, which Sphinx would describe twice):
+
+    - ``grid`` (:class:`WindowGrid`): the windows;
+    - ``index`` (tuple[Tensor, Tensor]): :func:`window_index` of ``grid``;
+    - ``rows`` (Tensor): ``(nW * ws * ws, )`` the map row each window cell
+      reads (padding cells read row 0 and are zeroed after);
+    - ``pad_rows`` (Tensor or None): ``(P, )`` the window cells that are
+      padding; None without padding;
+    - ``labels`` (Tensor or None): ``(nW, ws * ws)`` :func:`window_labels`;
+      None when no window holds padding or several shift regions;
+    - ``shift_mask`` (Tensor or None): ``(nW, ws * ws, ws * ws)`` float32
+      :func:`region_bias` of the labels, upstream's shift mask; None
+      without shift.
     """
     grid: WindowGrid
     index: Tuple[Tensor, Tensor]
