@@ -242,6 +242,11 @@ def test_compress_picks_writes_and_resumes(trained, tmp_path, monkeypatch):
     assert ft.model.type == 'mmtokenprune.PrunedEncoderDecoder'
     assert ft.model.teacher.checkpoint == osp.abspath(trained[1])
     assert ft.model.backbone.token_cfg == cfg.model.backbone.token_cfg
+    student = build_model(ft)  # builds and loads the teacher strictly
+    teacher = student.checked_teacher()
+    assert teacher.backbone.token_cfg.type is None
+    assert 'python tools/train.py ' + str(out / 'finetune_distill.py') in \
+        (out / 'finetune_distill.py').read_text()
     report = (out / 'report.md').read_text()
     assert f'**Pick: {state["pick"]}**' in report
     assert 'Rank correlation' in report and (out / 'report.png').is_file()

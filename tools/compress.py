@@ -38,7 +38,8 @@ from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
 import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
-from mmtokenprune.analysis.compress import CompressError, run_compress
+from mmtokenprune.analysis.compress import (CompressError, check_options,
+                                            run_compress)
 from mmtokenprune.analysis.compress_proxy import SPLITS
 from mmtokenprune.analysis.table_cache import DEFAULT_CACHE
 from mmtokenprune.utils.checkpoint_file import check_checkpoint_file
@@ -113,6 +114,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None):
     args = parse_args(argv)
     try:
+        check_options(args.latency, args.latency_ms, args.widths)
         check_checkpoint_file(args.checkpoint, 'the `checkpoint` argument')
     except (OSError, ValueError) as err:
         sys.exit(f'error: {err}')

@@ -307,12 +307,26 @@ stage_deploy() {
         --setting ATME-noprop $atme model.backbone.token_cfg.prop_attn=False \
         --setting ToMe-noprop $atme model.backbone.token_cfg.type=ToMe \
         model.backbone.token_cfg.prop_attn=False --out $d/prop_attn.md
-    run python tools/analysis/profile_ops.py \
-        --setting Swin-T configs/ade20k/swin-t_upernet_8xb2-160k_ade20k-512x512.py \
-        --setting ATME configs/ade20k/atme_swin-t_upernet_8xb2-160k_ade20k-512x512.py \
-        | tee $d/profile_swin-t.md
+    local sw=configs/ade20k/swin-t_upernet_8xb2-160k_ade20k-512x512.py
+    local a=configs/ade20k/atme_swin-t_upernet_8xb2-160k_ade20k-512x512.py
+    local e=configs/ade20k/etps_swin-t_upernet_8xb2-160k_ade20k-512x512.py
+    local dt=configs/ade20k/dtps_swin-t_upernet_8xb2-160k_ade20k-512x512.py
+    local sp=configs/ade20k/spvit_swin-t_upernet_8xb2-160k_ade20k-512x512.py
+    local r=model.backbone.token_cfg.r
+    run python tools/analysis/profile_ops.py --setting Swin-T $sw \
+        --setting 'ATME r=17' $a $r=17 --setting 'ATME r=24' $a \
+        --top 12 | tee $d/profile_swin-t.md
     run python tools/analysis/benchmark.py "${one[@]}" --preset swin-t-all \
         --batch-sizes 1 8 --repeats 5 --warmup 1 --out $d/swin-t.md --csv $d/swin-t.csv
+    # Swin-T schedules (docs/results/ade20k_benchmark.md, "Swin-T after issue 23")
+    run python tools/analysis/benchmark.py "${one[@]}" --batch-sizes 1 8 --repeats 5 \
+        --warmup 1 --setting Swin-T $sw \
+        --setting 'ATME r=17' $a $r=17 --setting 'ATME r=20' $a $r=20 \
+        --setting 'ATME r=24' $a $r=24 --setting 'eTPS r=17' $e $r=17 \
+        --setting 'eTPS r=20' $e $r=20 --setting 'eTPS r=24' $e $r=24 \
+        --setting 'dTPS r=17' $dt $r=17 --setting 'dTPS r=30' $dt $r=30 \
+        --setting 'SPViT r=17' $sp $r=17 --setting 'SPViT r=30' $sp $r=30 \
+        --out $d/swin-t_schedules.md
     run python tools/analysis/benchmark.py "${one[@]}" --preset deit-s-all \
         --batch-sizes 1 --repeats 5 --warmup 1 --dtype fp32 bf16 \
         --runtime torch onnxruntime --out $d/deit-s_bf16_ort.md --csv $d/deit-s_bf16_ort.csv

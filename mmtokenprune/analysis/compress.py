@@ -40,7 +40,7 @@ from .compress_state import RunState
 from .latency import check_timing, num_threads
 from .table_cache import DEFAULT_CACHE, cached_table
 
-__all__ = ['CompressError', 'run_compress']
+__all__ = ['CompressError', 'check_options', 'run_compress']
 
 
 class CompressError(ValueError):
@@ -58,6 +58,13 @@ def _check_budget(latency: Optional[float], latency_ms: Optional[float]):
     if latency_ms is not None and not latency_ms > 0:
         raise CompressError(
             f'--latency-ms must be positive; got {latency_ms}.')
+
+
+def check_options(latency: Optional[float], latency_ms: Optional[float],
+                  widths: Sequence[float]) -> None:
+    """Refuse a bad budget or widths before any work (CompressError)."""
+    _check_budget(latency, latency_ms)
+    _check_widths(widths)
 
 
 def _check_widths(widths: Sequence[float]) -> List[float]:
@@ -143,7 +150,6 @@ def run_compress(config: Config,
     timing_threads = timing_threads or (None if on_gpu else 1)
     check_timing(device, dtype, clock, timing_threads)
     import mmtokenprune.models  # noqa: F401  (reducers declare themselves)
-    start = time.perf_counter()
     how = dict(
         config=osp.abspath(config_path) if config_path else str(
             config.filename),
@@ -311,8 +317,6 @@ def run_compress(config: Config,
 
     # 6. outputs
     from .compress_report import write_outputs
-    state.put('elapsed_s', state.get('elapsed_s', 0) +
-              time.perf_counter() - start)
     files = write_outputs(state, by_name, builder, config, out_dir, table,
                           command)
     state.put('files', files)

@@ -40,11 +40,11 @@ def _model_type(cfg: Config) -> str:
 
 
 def _compressed_config(pick: Candidate, base_rel: str, load_from: str,
-                       pruned: bool, summary: str) -> str:
+                       pruned: bool, summary: str, path: str) -> str:
     channel = ("dict(spec='{{ fileDirname }}/prune_spec.json')"
                if pruned else 'None')
     return (f'{_HEADER}# {summary}\n'
-            f'#   python tools/test.py {{this file}} {load_from}\n'
+            f'#   python tools/test.py {path} {load_from}\n'
             f'_base_ = [{_py(base_rel)}]\n\n'
             f'model = dict(\n'
             f'    backbone=dict(\n'
@@ -53,7 +53,8 @@ def _compressed_config(pick: Candidate, base_rel: str, load_from: str,
             f'load_from = {_py(load_from)}\n')
 
 
-def _finetune_config(cfg: Config, config_path: str, checkpoint: str) -> str:
+def _finetune_config(cfg: Config, config_path: str, checkpoint: str,
+                     path: str) -> str:
     kl = dict(temperature=1.0, loss_weight=0.5)
     if 'Classifier' not in _model_type(cfg):
         kl['ignore_index'] = 255
@@ -62,7 +63,7 @@ def _finetune_config(cfg: Config, config_path: str, checkpoint: str) -> str:
         'from the\n# original one (a frozen teacher, not in the checkpoints), '
         'on your\n# config\'s schedule (shorten it with --cfg-options '
         'train_cfg.max_iters=N):\n'
-        '#   python tools/train.py {this file} --work-dir DIR\n'
+        f'#   python tools/train.py {path} --work-dir DIR\n'
         "_base_ = ['./compressed.py']\n\n"
         'custom_imports = dict(\n'
         "    imports=['mmtokenprune.models', 'mmtokenprune.datasets',\n"
@@ -145,11 +146,11 @@ def _markdown(state, rows: List[Dict], corr: Dict, table, pick: str,
             f'- timing round {i + 1} ({r["date"]}): {r["device"]}, load '
             f'average {r["load_avg"]:.2f}, baseline {r["baseline_ms"]:.2f} '
             'ms')
-    parts = ', '.join(f'{k} {v / 60:.1f}'
-                      for k, v in state.get('phase_s', {}).items())
+    phases = state.get('phase_s', {})
+    parts = ', '.join(f'{k} {v / 60:.1f}' for k, v in phases.items())
     lines += [
-        f'- run time: {state.get("elapsed_s", 0) / 60:.1f} min ({parts}; '
-        'summed over resumed runs)', '',
+        f'- run time: {sum(phases.values()) / 60:.1f} min ({parts}; summed '
+        "over resumed runs, a killed run's unfinished step not counted)", '',
         f'**Pick: {pick}**', '',
         '| candidate | FLOPs kept | predicted × | measured × | KL | '
         'agreement % | val score | Δ |',
@@ -237,15 +238,16 @@ def write_outputs(state, by_name: Dict[str, Candidate], builder, cfg: Config,
                 for n, v in r['ms'].items()}
     summary = (f'{pick.name}: predicted {pick.predicted_ms / base_pred:.3f}x'
                f', measured {measured[pick.name]:.3f}x of the baseline')
-    text = _compressed_config(pick, base_rel, load_from, pick.pruned,
-                              summary)
     path = osp.join(out_dir, 'compressed.py')
+    text = _compressed_config(pick, base_rel, load_from, pick.pruned,
+                              summary, path)
     with open(path, 'w') as f:
         f.write(text)
     files['the compressed config'] = path
     path = osp.join(out_dir, 'finetune_distill.py')
     with open(path, 'w') as f:
-        f.write(_finetune_config(cfg, how['config'], how['checkpoint']))
+        f.write(_finetune_config(cfg, how['config'], how['checkpoint'],
+                                 path))
     files['the fine-tune config (distillation)'] = path
     rows = _rows(state, by_name, base_pred)
     corr = rank_correlations(rows)

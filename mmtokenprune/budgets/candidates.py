@@ -155,23 +155,33 @@ def layer_families(num_layers: int) -> Dict[str, Tuple[int, ...]]:
 
 
 def keep_schedule(num_patches: int, layers: Sequence[int], keep: float,
-                  num_layers: int, reducer: Optional[str],
-                  fewest: int = 1) -> List[int]:
+                  num_layers: int, reducer: Optional[str]) -> List[int]:
     """Per-layer ``r`` that keeps ``keep`` of the patch tokens at each of
-    ``layers``, rounded up as the backbone rounds a ``keep_ratio``
-    (never more than the reducer may remove, never below ``fewest`` patch
-    tokens)."""
+    ``layers``, rounded up as the backbone rounds a ``keep_ratio``, never
+    more than the reducer may remove: what the backbone builds from
+    ``token_cfg=dict(keep_ratio=keep, layers=layers)``."""
     prunes = reducer_traits(reducer)['prunes']
     out, n = [], num_patches
     for i in range(num_layers):
         r = 0
         if i in layers:
             r = n - int(math.ceil(n * keep))
-            r = min(r, n - 1 if prunes else n // 2, max(n - fewest, 0))
-            r = max(r, 0)
+            r = max(0, min(r, n - 1 if prunes else n // 2))
         out.append(r)
         n -= r
     return out
+
+
+def _within_table(num_patches: int, removed: Sequence[int],
+                  fewest: int) -> bool:
+    """Whether no layer goes below the fewest tokens the table measured
+    (a schedule the table would have to extrapolate is left out)."""
+    n = num_patches
+    for r in removed:
+        n -= r
+        if r and n < fewest:
+            return False
+    return True
 
 
 def _choices(removed: Sequence[int], widths: Widths) -> List[LayerChoice]:
@@ -243,9 +253,9 @@ def enumerate_candidates(table: LatencyTable,
             fewest = _fewest(table, reducer)
             for fam, layers in families.items():
                 for keep in _keeps(reducer, keep_step):
-                    removed = keep_schedule(N, layers, keep, L, reducer,
-                                            fewest)
-                    if not any(removed):
+                    removed = keep_schedule(N, layers, keep, L, reducer)
+                    if not any(removed) or not _within_table(
+                            N, removed, fewest):
                         continue
                     c = _choices(removed, dims)
                     ms = table.predict(c, reducer)['ms']
@@ -309,8 +319,8 @@ def smallest_reachable(table: LatencyTable,
             fewest = _fewest(table, reducer)
             for layers in families.values():
                 for keep in _keeps(reducer, 0.05)[-3:]:
-                    removed = keep_schedule(N, layers, keep, L, reducer,
-                                            fewest)
-                    best = min(best, table.predict(
-                        _choices(removed, dims), reducer)['ms'])
+                    removed = keep_schedule(N, layers, keep, L, reducer)
+                    if _within_table(N, removed, fewest):
+                        best = min(best, table.predict(
+                            _choices(removed, dims), reducer)['ms'])
     return best
