@@ -64,6 +64,16 @@ def test_candidates_are_the_least_compression_within_the_budget(table):
                 c.reducer)['ms'] > budget
         assert c.widths == (FULL if c.widths_target == 1 else narrow)
         assert c.pruned == (c.widths_target < 1)
+    # no schedule below the fewest tokens the table measured (4 patches):
+    # at a tight budget every-layer merging would go there
+    tight = enumerate_candidates(table, 0.4 * base, ['ATME', 'dTPS'],
+                                 {1.0: FULL})
+    assert tight
+    for c in found + tight:
+        left = 64
+        for r in c.r:
+            left -= r
+            assert left >= 4, c.name
     # merging keeps at least half of a layer's tokens
     n = 64
     for c in found:
