@@ -281,7 +281,7 @@ def test_compress_corrects_the_table_by_what_it_measured(
     fake_timing(monkeypatch, factor=1.3)
     out = tmp_path / 'out'
     run(trained, out, cache, '--latency', '0.7', '--widths', '1',
-        '--reducers', 'ATME')
+        '--reducers', 'ATME', '--top', '1')
     state = json.loads((out / 'compress_state.json').read_text())
     rounds = state['timing']
     assert len(rounds) >= 2
@@ -296,6 +296,9 @@ def test_compress_corrects_the_table_by_what_it_measured(
             for c in state['candidates']}
     assert rounds[1]['ms'] and all(pred[n] <= 0.7 / 1.3 + 1e-9
                                    for n in rounds[1]['ms'])
+    # ... the solver's pick for the corrected budget among them
+    assert 'ATME FLOPs-solver (budget / 1.30)' in rounds[1]['ms']
+    assert 'ATME FLOPs-solver (budget / 1.30)' in state['settings']
 
 
 @pytest.mark.parametrize('args,match', [
@@ -402,7 +405,7 @@ def test_compare_table_takes_the_best_fixed_setting_within_budget(tmp_path):
     assert row['reference']['setting'] == 'R2'
     assert row['pick']['setting'] == 'P' and row['solver']['setting'] == 'S'
     text = out.read_text()
-    assert '| +5.50 | +1.50 |' in text
+    assert '| +5.50 |  | +1.50 |' in text
     with pytest.raises(KeyError, match='R9'):
         tool.main(['--runs', str(run), '--sweep', str(sweep),
                    '--references', 'R9'])

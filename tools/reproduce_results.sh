@@ -725,10 +725,12 @@ stage_compress() {
             --calib-split train --threads 1 --evaluate $ev \
             --table-cache $W/latency_cache --out $d
         runs+=($d)
-        # the pick and the FLOPs solver's pick, as sweep settings
+        # the pick and the FLOPs solver's picks (for the budget, and for the
+        # budget corrected by measurement), as sweep settings
         mapfile -t -O ${#settings[@]} settings < <(python -c "import json, sys
 st = json.load(open(sys.argv[1]))
-print(st['settings'][st['pick']]); print(st['settings']['ATME FLOPs-solver'])" \
+print(st['settings'][st['pick']])
+print('\n'.join(v for k, v in st['settings'].items() if k.startswith('ATME FLOPs-solver')))" \
             $d/compress_state.json)
     done
     for s in "keep_ratio=0.9" "keep_ratio=0.85,layers=0/3" "keep_ratio=0.75,layers=0/3" \

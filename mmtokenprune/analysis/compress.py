@@ -11,10 +11,11 @@
    FLOPs-cost solver's pick (:mod:`mmtokenprune.budgets.candidates`);
 3. a training-free score of each on ``calib`` images: how far its
    predictions move from the uncompressed model's (:mod:`.compress_proxy`);
-4. real timing of the best few (and the solver's pick) interleaved with
-   the baseline; when none is within the budget as measured, the table's
-   error is corrected by what was measured (the median of measured over
-   predicted latency ratio) and steps 2-4 run again (at most
+4. real timing of the best few (and the solver's pick for the same
+   budget) beside the baseline; when none is within the budget as
+   measured, the table's error is corrected by what was measured (the
+   median of measured over predicted latency ratio) and steps 2-4 run
+   again, the solver asked for the corrected budget too (at most
    ``max_rounds`` rounds);
 5. optionally the real validation score of the best ``evaluate``
    candidates, for the proxy's rank correlation;
@@ -206,7 +207,7 @@ def run_compress(config: Config,
         for reducer in reducers:
             try:
                 found.append(solver_candidate(table, budget, reducer,
-                                              channels))
+                                              channels, correction=scale))
             except ValueError as err:
                 log(f'[compress] the FLOPs solver ({reducer}) finds '
                     f'nothing: {err}')
@@ -269,9 +270,9 @@ def run_compress(config: Config,
         fits = fraction * base_pred / scale * (1 + 1e-9)
         new = [c for c in ranked
                if c.name not in timed and c.predicted_ms <= fits][:top]
-        if not rounds:
-            new += [c for c in known
-                    if c.family == 'solver' and c not in new]
+        # the solver's pick for this (corrected) budget, timed beside them
+        new += [c for c in known if c.family == 'solver' and c not in new
+                and c.name not in timed and c.predicted_ms <= fits]
         if new:
             rounds.append(_time_round(builder, new, table, batch, device,
                                       dtype, clock, timing_threads, repeats,

@@ -64,6 +64,9 @@ class Candidate:
         ``ATME 0/3 keep 0.62, widths 0.85``."""
         if self.family == 'solver':
             tokens = f'{self.reducer or "widths"} FLOPs-solver'
+            corrected = self.extra.get('correction', 1.0)
+            if corrected != 1.0:
+                tokens += f' (budget / {corrected:.2f})'
         elif self.reducer is None:
             tokens = 'no token reduction'
         else:
@@ -272,9 +275,12 @@ def enumerate_candidates(table: LatencyTable,
 
 def solver_candidate(table: LatencyTable, budget_ms: float,
                      reducer: Optional[str],
-                     channels: bool = True) -> Candidate:
+                     channels: bool = True,
+                     correction: float = 1.0) -> Candidate:
     """The FLOPs-cost greedy solver's pick as a candidate (its widths are
-    its own; which channels stay is chosen by magnitude when built)."""
+    its own; which channels stay is chosen by magnitude when built).
+    ``correction``: the measured/predicted factor ``budget_ms`` was divided
+    by (named in the candidate's name when not 1)."""
     sol = solve_budget(table, budget_ms, reducer=reducer, channels=channels,
                        batch=table.meta['batch'])
     layers = tuple(i for i, c in enumerate(sol.layers) if c.r)
@@ -291,7 +297,8 @@ def solver_candidate(table: LatencyTable, budget_ms: float,
         sol.reducer, layers, tuple(sol.layers[i].r for i in layers),
         float('nan'), sol.flops_ratio if pruned else 1.0, widths,
         sol.predicted_ms, sol.flops_ratio, 'solver',
-        extra=dict(pruned=pruned, steps=sol.steps, keep_ratios=keeps))
+        extra=dict(pruned=pruned, steps=sol.steps, keep_ratios=keeps,
+                   correction=correction))
 
 
 def keep_for(n: int, r: int) -> float:

@@ -43,9 +43,9 @@ def _ratio(row: Dict) -> Optional[float]:
     return 1 / s if isinstance(s, float) and s > 0 else None
 
 
-def _cell(row: Optional[Dict]) -> str:
+def _cell(row: Optional[Dict], missing: str = 'none within budget') -> str:
     if row is None:
-        return 'none within budget | | '
+        return f'{missing} | | '
     score = row.get('score')
     score = f'{score:.2f}' if isinstance(score, float) else 'not evaluated'
     ratio = _ratio(row)
@@ -77,10 +77,17 @@ def compare(runs: List[str], sweep: str, references: List[str],
         settings = st.get('settings', {})
         pick = rows.get(settings.get(st['pick']))
         solver_row = rows.get(settings.get(f'{solver} FLOPs-solver'))
+        # the solver asked for the budget corrected by measurement (the
+        # last correction), when compress made one
+        corrected = [k for k in settings
+                     if k.startswith(f'{solver} FLOPs-solver (budget /')]
+        corrected_row = rows.get(settings[corrected[-1]]) if corrected \
+            else None
         within = [r for r in refs if _ratio(r) <= budget]
         best = max(within, key=lambda r: r['score']) if within else None
         out.append(dict(run=run, latency=how['latency'], pick=pick,
-                        solver=solver_row, reference=best,
+                        solver=solver_row, solver_corrected=corrected_row,
+                        reference=best,
                         pick_name=st['pick']))
     base = rows.get('baseline', {}).get('score')
     return dict(rows=out, baseline=base)
@@ -92,9 +99,12 @@ def markdown(result: Dict) -> str:
         'batch 1, as a fraction of the baseline timed beside it (the '
         "sweep's timing).", '',
         '| budget | compress pick | score | measured × | FLOPs solver | '
-        'score | measured × | best fixed setting | score | measured × | '
-        'compress − solver | compress − fixed |',
-        '|---|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|'
+        'score | measured × | FLOPs solver, corrected budget | score | '
+        'measured × | best fixed setting | score | measured × | '
+        'compress − solver | compress − corrected solver | '
+        'compress − fixed |',
+        '|---|---|---:|---:|---|---:|---:|---|---:|---:|---|---:|---:|'
+        '---:|---:|---:|'
     ]
 
     def diff(a, b):
@@ -107,7 +117,10 @@ def markdown(result: Dict) -> str:
     for r in result['rows']:
         lines.append(
             f'| {r["latency"]}× | {_cell(r["pick"])} | {_cell(r["solver"])} '
-            f'| {_cell(r["reference"])} | {diff(r["pick"], r["solver"])} | '
+            f'| {_cell(r["solver_corrected"], "no correction")} | '
+            f'{_cell(r["reference"])} | '
+            f'{diff(r["pick"], r["solver"])} | '
+            f'{diff(r["pick"], r["solver_corrected"])} | '
             f'{diff(r["pick"], r["reference"])} |')
     return '\n'.join(lines) + '\n'
 
