@@ -12,7 +12,6 @@
   predicted against measured latency and of proxy against score.
 """
 import math
-import os
 import os.path as osp
 import shutil
 from typing import Dict, List
@@ -266,5 +265,4 @@ def write_outputs(state, by_name: Dict[str, Candidate], builder, cfg: Config,
         if c.pruned else None) for c in by_name.values()
         if c.name in measured}
     state.put('settings', settings)
-    os.makedirs(out_dir, exist_ok=True)
     return files
