@@ -37,7 +37,7 @@ from ..budgets import (Candidate, enumerate_candidates, smallest_reachable,
 from .compress_models import (CandidateBuilder, candidate_config,
                               save_candidate, slug)
 from .compress_proxy import calibration_batches, outputs, proxy_scores
-from .compress_state import RunState
+from .compress_state import RunState, measured_ratios
 from .latency import check_timing, num_threads
 from .table_cache import DEFAULT_CACHE, cached_table
 
@@ -274,9 +274,9 @@ def run_compress(config: Config,
         new += [c for c in known if c.family == 'solver' and c not in new
                 and c.name not in timed and c.predicted_ms <= fits]
         if new:
-            rounds.append(_time_round(builder, new, table, batch, device,
-                                      dtype, clock, timing_threads, repeats,
-                                      log))
+            rounds.append(_time_round(builder, base_model, new, table,
+                                      batch, device, dtype, clock,
+                                      timing_threads, repeats, log))
             state.put('timing', rounds)
         pick = _accepted(ranked, rounds, proxy, fraction, latency_ms,
                          tolerance)
@@ -286,8 +286,8 @@ def run_compress(config: Config,
             raise RuntimeError(
                 f'no candidate measured within the budget after '
                 f'{len(rounds)} timing rounds; measured/baseline: '
-                f'{_measured_ratios(rounds)}. Try a larger --tolerance, '
-                f'more --widths or another budget.')
+                f'{_listed(measured_ratios(rounds))}. Try a larger '
+                f'--tolerance, more --widths or another budget.')
         scale = _correction(rounds, known, base_pred)
         rounds[-1]['scale'] = scale
         log(f'[compress] none within the budget as measured; the table '
@@ -325,13 +325,13 @@ def run_compress(config: Config,
     return state.data
 
 
-def _time_round(builder: CandidateBuilder, cands: List[Candidate], table,
-                batch: int, device: str, dtype: str, clock: str,
-                threads: Optional[int], repeats: int,
+def _time_round(builder: CandidateBuilder, baseline: torch.nn.Module,
+                cands: List[Candidate], table, batch: int, device: str,
+                dtype: str, clock: str, threads: Optional[int], repeats: int,
                 log: Callable) -> Dict:
     """Time ``cands`` interleaved with the baseline (backbone only)."""
     from .measure import measure
-    models = {'baseline': builder.baseline()}
+    models = {'baseline': baseline}
     for c in cands:
         models[c.name] = builder.build(c)[0]
     log(f'[compress] timing {len(cands)} candidates beside the baseline '
@@ -352,33 +352,26 @@ def _time_round(builder: CandidateBuilder, cands: List[Candidate], table,
                 date=time.strftime('%Y-%m-%d %H:%M'))
 
 
-def _ratios(rounds: List[Dict]) -> Dict[str, float]:
-    return {n: v / r['baseline_ms'] for r in rounds
-            for n, v in r['ms'].items()}
-
-
-def _measured_ratios(rounds: List[Dict]) -> str:
-    return ', '.join(f'{n} {v:.3f}' for n, v in _ratios(rounds).items())
-
-
 def _accepted(ranked: List[Candidate], rounds: List[Dict], proxy: Dict,
               fraction: float, latency_ms: Optional[float],
               tolerance: float) -> Optional[str]:
     """The best candidate by proxy whose measured latency is within the
     budget (fraction of the baseline timed beside it, or ms)."""
-    measured = {}
-    for r in rounds:
-        for n, v in r['ms'].items():
-            measured[n] = (v / r['baseline_ms'], v)
+    ratios = measured_ratios(rounds)
+    ms = {n: v for r in rounds for n, v in r['ms'].items()}
     for c in ranked:
-        if c.name not in measured:
+        if c.name not in ratios:
             continue
-        ratio, ms = measured[c.name]
-        ok = (ms <= latency_ms * (1 + tolerance) if latency_ms is not None
-              else ratio <= fraction * (1 + tolerance))
+        ok = (ms[c.name] <= latency_ms * (1 + tolerance)
+              if latency_ms is not None else
+              ratios[c.name] <= fraction * (1 + tolerance))
         if ok:
             return c.name
     return None
+
+
+def _listed(ratios: Dict[str, float]) -> str:
+    return ', '.join(f'{n} {v:.3f}' for n, v in ratios.items())
 
 
 def _correction(rounds: List[Dict], known: List[Candidate],
@@ -386,7 +379,7 @@ def _correction(rounds: List[Dict], known: List[Candidate],
     """Median of measured over predicted latency ratios of every timed
     candidate (> 1: the table predicts too little)."""
     pred = {c.name: c.predicted_ms / base_pred for c in known}
-    got = _ratios(rounds)
+    got = measured_ratios(rounds)
     return statistics.median(got[n] / pred[n] for n in got if n in pred)
 
 

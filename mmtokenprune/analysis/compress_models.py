@@ -10,7 +10,6 @@ that is then built from the spec and loaded strictly: the model scored is
 the model timed and shipped.
 """
 import copy
-import os
 import os.path as osp
 import re
 from typing import Dict, Optional, Tuple
@@ -19,9 +18,10 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 
-from ..budgets import Candidate, schedule_counts
+from ..budgets import Candidate
 from ..ops import PruneSpec
 from ..utils.config import build_model
+from .build import check_built
 
 __all__ = ['CandidateBuilder', 'candidate_config', 'save_candidate', 'slug']
 
@@ -38,24 +38,13 @@ def candidate_config(cfg: Config, candidate: Optional[Candidate],
     return cfg
 
 
-def _check_built(backbone: nn.Module, c: Candidate) -> None:
-    """The built backbone runs the candidate's token counts and widths at
-    its input size (the latency table's)."""
+def _check(backbone: nn.Module, c: Candidate) -> None:
+    """The built backbone is the candidate at the table's input size."""
     removed = [0] * backbone.num_layers
     for i, r in zip(c.layers, c.r):
         removed[i] = r
-    want = schedule_counts(
-        int(backbone.patch_resolution[0] * backbone.patch_resolution[1]),
-        backbone.num_extra_tokens, removed, c.reducer if c.layers else None)
-    want = [(n['attn'], n['attn'], n['mlp']) for n in want]
-    widths = [(b.attn.qk_dims, b.attn.v_dims,
-               b.ffn.layers[0][0].out_features) for b in backbone.layers]
-    if backbone.token_counts() != want or widths != [
-            tuple(w) for w in c.widths]:
-        raise RuntimeError(
-            f'{c.name}: the built backbone has token counts '
-            f'{backbone.token_counts()} and widths {widths}; the candidate '
-            f'is {want} and {list(c.widths)}.')
+    check_built(backbone, c.name, removed, c.widths,
+                c.reducer if c.layers else None)
 
 
 def _state_dict(checkpoint: str) -> Dict[str, torch.Tensor]:
@@ -96,11 +85,11 @@ class CandidateBuilder:
         """
         if not candidate.pruned:
             model = build_model(candidate_config(self.cfg, candidate))
-            _check_built(model.backbone, candidate)
+            _check(model.backbone, candidate)
             return self._load(model, self.state), None, None
         spec, state = self.exported(candidate.widths)
         model = build_model(candidate_config(self.cfg, candidate, spec))
-        _check_built(model.backbone, candidate)
+        _check(model.backbone, candidate)
         return self._load(model, state), spec, state
 
     def exported(self, widths) -> Tuple[PruneSpec, Dict]:
@@ -160,14 +149,11 @@ def save_candidate(builder: CandidateBuilder, c: Candidate,
     """Write a width-cut candidate's ``prune_spec.json`` and
     ``pruned.pth`` under ``out_dir/candidates/<name>/``; returns the spec
     and the weights' path."""
+    from ..models.cdcp import save_export
     spec, state = builder.exported(c.widths)
     folder = osp.join(out_dir, 'candidates', slug(c.name))
     path = osp.join(folder, 'pruned.pth')
     if not osp.isfile(path):
-        os.makedirs(folder, exist_ok=True)
-        spec.dump(osp.join(folder, 'prune_spec.json'))
-        meta = dict(prune_spec=spec.to_dict(), source=builder.checkpoint,
+        save_export(spec, state, folder, source=builder.checkpoint,
                     widths_target=c.widths_target)
-        torch.save(dict(state_dict=state, meta=meta), path + '.tmp')
-        os.replace(path + '.tmp', path)
     return spec, path

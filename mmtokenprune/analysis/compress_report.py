@@ -21,6 +21,7 @@ from mmengine.config import Config
 from ..budgets import Candidate
 from .compress_models import save_candidate, slug
 from .compress_proxy import spearman
+from .compress_state import measured_ratios
 
 __all__ = ['write_outputs', 'rank_correlations']
 
@@ -94,10 +95,7 @@ def rank_correlations(rows: List[Dict]) -> Dict[str, float]:
 def _rows(state, by_name: Dict[str, Candidate], base_pred: float
           ) -> List[Dict]:
     proxy, scores = state.get('proxy', {}), state.get('eval', {})
-    measured = {}
-    for r in state.get('timing', []):
-        for n, v in r['ms'].items():
-            measured[n] = v / r['baseline_ms']
+    measured = measured_ratios(state.get('timing', []))
     rows = []
     for name, c in by_name.items():
         if name not in proxy:
@@ -233,8 +231,7 @@ def write_outputs(state, by_name: Dict[str, Candidate], builder, cfg: Config,
     for name in {n for r in state.get('timing', []) for n in r['ms']}:
         if by_name[name].pruned:  # the sweep's `spec=` settings need them
             save_candidate(builder, by_name[name], out_dir)
-    measured = {n: v / r['baseline_ms'] for r in state.get('timing', [])
-                for n, v in r['ms'].items()}
+    measured = measured_ratios(state.get('timing', []))
     summary = (f'{pick.name}: predicted {pick.predicted_ms / base_pred:.3f}x'
                f', measured {measured[pick.name]:.3f}x of the baseline')
     path = osp.join(out_dir, 'compressed.py')

@@ -10,9 +10,9 @@ is refused, naming the first that differs.
 import json
 import os
 import os.path as osp
-from typing import Any, Dict
+from typing import Any, Dict, List
 
-__all__ = ['RunState']
+__all__ = ['RunState', 'measured_ratios']
 
 
 class RunState:
@@ -62,3 +62,10 @@ class RunState:
         with open(tmp, 'w') as f:
             json.dump(self.data, f, indent=1)
         os.replace(tmp, self.path)
+
+
+def measured_ratios(rounds: List[Dict]) -> Dict[str, float]:
+    """Each timed candidate's latency over the baseline's timed in the same
+    round, from the state's ``timing`` rounds."""
+    return {n: v / r['baseline_ms'] for r in rounds
+            for n, v in r['ms'].items()}

@@ -20,7 +20,7 @@ import torch.nn as nn
 
 from ..budgets import LatencyTable
 from .latency import cpu_model
-from .latency_table_build import default_grids, measure_table
+from .latency_table_build import measure_table
 
 __all__ = ['DEFAULT_CACHE', 'table_key', 'table_path', 'cached_table']
 
@@ -114,14 +114,8 @@ def cached_table(backbone: nn.Module,
     say(f'[table] measuring the latency table ({key["device"]}, '
         f'{threads} thread(s), {dtype}, batch {batch}, clock {clock}); '
         'about 2-3 minutes for a ViT-T at 256x256 on 2 CPU cores')
-    settings = backbone.arch_settings
-    grids = default_grids(
-        int(backbone.patch_resolution[0] * backbone.patch_resolution[1]),
-        backbone.num_extra_tokens,
-        backbone.embed_dims // settings['num_heads'],
-        settings['feedforward_channels'])
-    table = measure_table(
-        backbone, batch=batch, grids=grids, repeats=repeats, warmup=warmup,
+    table = measure_table(  # its default grids
+        backbone, batch=batch, repeats=repeats, warmup=warmup,
         device=device, dtype=dtype, clock=clock, threads=threads, log=log)
     table.meta['cache_key'] = key
     os.makedirs(cache_dir, exist_ok=True)

@@ -41,9 +41,10 @@ from typing import Dict, List, Optional
 
 import mmtokenprune.compat.applied  # noqa: F401  (environment fixes first)
 from mmtokenprune.analysis.benchmark import build_setting
+from mmtokenprune.analysis.build import check_built
 from mmtokenprune.analysis.latency import CLOCK_TEXT
 from mmtokenprune.analysis.measure import measure
-from mmtokenprune.budgets import LatencyTable, schedule_counts, solve_budget
+from mmtokenprune.budgets import LatencyTable, solve_budget
 from mmtokenprune.utils.config import load_config
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -97,26 +98,6 @@ def _widths(layers) -> str:
     return f'qk {qk}, v {v}, ffn {f}'
 
 
-def check_built(name: str, sol, backbone) -> None:
-    """The built backbone has the solver's token counts and widths.
-
-    Raises:
-        RuntimeError: naming the setting and what differs.
-    """
-    counts = schedule_counts(
-        int(backbone.patch_resolution[0] * backbone.patch_resolution[1]),
-        backbone.num_extra_tokens, [c.r for c in sol.layers], sol.reducer)
-    want = [(c['attn'], c['attn'], c['mlp']) for c in counts]
-    widths = [(b.attn.qk_dims, b.attn.v_dims,
-               b.ffn.layers[0][0].out_features) for b in backbone.layers]
-    if backbone.token_counts() != want or widths != [
-            (c.qk_dims, c.v_dims, c.ffn_dims) for c in sol.layers]:
-        raise RuntimeError(
-            f'{name}: the built backbone has token counts '
-            f'{backbone.token_counts()} and widths {widths}; the solver '
-            f'chose {want} and {sol.layers}.')
-
-
 def run(args: argparse.Namespace, argv: Optional[List[str]] = None) -> Dict:
     table = LatencyTable.load(args.table)
     meta = table.meta
@@ -155,7 +136,10 @@ def run(args: argparse.Namespace, argv: Optional[List[str]] = None) -> Dict:
             'model.backbone.channel_cfg': sol.channel_cfg()
         }
         settings.append(build_setting(name, cfg, options))
-        check_built(name, sol, settings[-1].model.backbone)
+        check_built(settings[-1].model.backbone, name,
+                    [c.r for c in sol.layers],
+                    [(c.qk_dims, c.v_dims, c.ffn_dims) for c in sol.layers],
+                    sol.reducer)
     models = {s.name: s.model.eval() for s in settings}
     image_size = tuple(table.arch['img_size'])
     stats = measure(

@@ -19,7 +19,7 @@ from .budget import budget_loss, soft_width
 from .channel_cfg import BlockCDCP, ChannelCfg
 from .export import (export_attention, export_blocks, export_ffn,
                      export_model)
-from .export_checkpoint import export_checkpoint
+from .export_checkpoint import export_checkpoint, save_export
 from .gated_layers import GatedQKV, add_ffn_gate, ffn_gate
 from .magnitude_init import (init_gates_by_magnitude,
                              init_gates_open_by_magnitude,
@@ -28,7 +28,7 @@ from .magnitude_init import (init_gates_by_magnitude,
 __all__ = [
     'LOSS_OWNERS', 'CDCPBackbone', 'budget_loss', 'soft_width', 'BlockCDCP',
     'ChannelCfg', 'export_attention', 'export_blocks', 'export_ffn',
-    'export_model', 'export_checkpoint',
+    'export_model', 'export_checkpoint', 'save_export',
     'GatedQKV', 'add_ffn_gate', 'ffn_gate', 'init_gates_by_magnitude',
     'init_gates_open_by_magnitude', 'init_gates_to_widths',
     'magnitude_scores'
