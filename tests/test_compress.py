@@ -159,11 +159,11 @@ def trained(tmp_path, tiny_camvid):
     return str(config), str(ckpt)
 
 
-def cache_table(trained, cache_dir):
+def cache_table(trained, cache_dir, threads=1, batch=1, clock='cpu'):
     """Store the synthetic table in the cache under the tiny model's key."""
     bb = build_model(load_config(trained[0])).backbone
-    key = cache_mod.table_key(bb, 'cpu', 1, 'fp32', 1, 'cpu')
-    data = synthetic_table()
+    key = cache_mod.table_key(bb, 'cpu', threads, 'fp32', batch, clock)
+    data = synthetic_table(batch=batch)
     data['meta']['cache_key'] = key
     data['checks'] = dict(baseline=dict(measured_ms=10.0))
     path = cache_mod.table_path(str(cache_dir), key)
@@ -409,3 +409,26 @@ def test_compare_table_takes_the_best_fixed_setting_within_budget(tmp_path):
     with pytest.raises(KeyError, match='R9'):
         tool.main(['--runs', str(run), '--sweep', str(sweep),
                    '--references', 'R9'])
+
+
+def test_every_timing_and_scoring_option_reaches_the_code(
+        trained, tmp_path, monkeypatch):
+    cache = tmp_path / 'cache'
+    path = cache_table(trained, cache, threads=2, batch=2, clock='wall')
+    seen, scoring = [], []
+    fake_timing(monkeypatch, seen=seen)
+    real = compress_mod.outputs
+    monkeypatch.setattr(
+        compress_mod, 'outputs',
+        lambda *a, **k: scoring.append(torch.get_num_threads()) or real(
+            *a, **k))
+    threads = 1 if torch.get_num_threads() != 1 else 2
+    run(trained, tmp_path / 'out', cache, '--latency', '0.7', '--widths',
+        '1', '--batch', '2', '--clock', 'wall', '--timing-threads', '2',
+        '--repeats', '4', '--threads', str(threads))
+    state = json.loads((tmp_path / 'out' / 'compress_state.json').read_text())
+    assert state['table'] == path  # the table of this batch/clock/threads
+    assert seen and all(
+        (s['batch_sizes'], s['clock'], s['threads'], s['repeats']) ==
+        ([2], 'wall', 2, 4) for s in seen)
+    assert scoring and set(scoring) == {threads}
