@@ -22,7 +22,10 @@ def test_swin_configs_are_found():
         'ade20k/dtps_swin-t_upernet_8xb2-160k_ade20k-512x512.py',
         'ade20k/etps_swin-t_upernet_8xb2-160k_ade20k-512x512.py',
         'imagenet/atme_swin-tiny_16xb64_in1k.py',
-        'camvid/swin-c48_fcn_1xb4-4k_camvid-256x256.py',
+        'camvid/swin-c48_fcn_1xb4-4k-balanced_camvid-xseq-256x256.py',
+        'camvid/swin-c48_fcn_1xb4-500it-ft_camvid-xseq-256x256.py',
+        'camvid/atme_swin-c48_fcn_1xb4-500it-ft_camvid-xseq-256x256.py',
+        'camvid/tome_swin-c48_fcn_1xb4-500it-ft_camvid-xseq-256x256.py',
     } <= names
 
 
@@ -39,7 +42,7 @@ def test_swin_config_builds_and_runs(path):
     model = revert_sync_batchnorm(MODELS.build(model_cfg))
     model.eval()
     name = osp.basename(path)
-    for method in ('atme', 'dtps', 'etps'):
+    for method in ('atme', 'tome', 'dtps', 'etps'):
         if name.startswith(method):
             assert model.backbone.token_cfg.type.lower() == method
             assert any(b.merge_r > 0 for b in model.backbone.blocks())
@@ -68,3 +71,25 @@ def test_benchmark_tool_has_the_swin_preset():
     # the preset's configs exist (a renamed config breaks the preset)
     assert tool.PRESETS['swin-t']
     assert all(p in CONFIGS for _, p in tool.PRESETS['swin-t'])
+
+
+@pytest.mark.parametrize('swin, deit', [
+    ('swin-c48_fcn_1xb4-4k-balanced_camvid-xseq-256x256.py',
+     'deit-t16_fcn_1xb4-4k-balanced_camvid-xseq-256x256.py'),
+    ('swin-c48_fcn_1xb4-500it-ft_camvid-xseq-256x256.py',
+     'deit-t16_fcn_1xb4-500it-ft_camvid-xseq-256x256.py'),
+])
+def test_swin_camvid_follows_the_deit_xseq_recipe(swin, deit):
+    """Swin's CamVid rows are comparable with the DeiT-T xseq rows: same
+    split, sliding inference, loss and schedule; only the backbone (and the
+    decode head's input width) differ."""
+    swin = Config.fromfile(osp.join(REPO, 'configs', 'camvid', swin))
+    deit = Config.fromfile(osp.join(REPO, 'configs', 'camvid', deit))
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader',
+                'param_scheduler', 'train_cfg', 'randomness'):
+        assert swin.get(key) == deit.get(key), key
+    assert swin.optim_wrapper.optimizer == deit.optim_wrapper.optimizer
+    assert swin.model.test_cfg == deit.model.test_cfg
+    assert (swin.model.decode_head.loss_decode ==
+            deit.model.decode_head.loss_decode)
+    assert swin.model.backbone.type == 'mmtokenprune.PrunedSwinTransformer'

@@ -3,8 +3,8 @@
 #
 #   bash tools/reproduce_results.sh [STAGE ...]     # default: all, in order
 #
-# Stages (each needs the ones before it, except cifar10, cifar10-reducers and
-# rerank-cifar10):
+# Stages (each needs the ones before it, except cifar10, cifar10-reducers,
+# rerank-cifar10 and swin):
 #   baseline      CamVid DeiT-T + FCN from scratch, 4k iterations
 #   trainingfree  ATME/ToMe sweep on the baseline; merge-region figures
 #   finetune      ATME+CDCP fine-tune (1k), export; unpruned 1k control; sweep
@@ -76,6 +76,10 @@
 #                 docs/results/official_rerank.md 11.2 evaluated and timed
 #                 in one sweep; the comparison table (one thread throughout:
 #                 on a shared 2-core machine two threads stall)
+#   swin          the CPU-sized Swin (swin-c48) on the xseq protocol: its
+#                 baseline, ATME/ToMe/eTPS training-free at three levels,
+#                 timed at the 256x256 window; the unpruned control, ATME
+#                 and ToMe fine-tuned 500 iterations, seeds 0, 1, 2
 #
 # Outputs go under $WORK (default work_dirs/); each command's wall time is
 # printed. Latency uses one torch thread and process CPU time, robust to
@@ -430,17 +434,21 @@ reducer_setting() {  # SETTING DIR [ITERS]: the sweep setting that evaluates DIR
     esac
 }
 
+# the model xseq_accuracy and xseq_timing sweep (config, checkpoint); stage
+# swin sets its own
+XSEQ_MODEL=($BAL_CFG $BAL/iter_4000.pth)
+
 xseq_accuracy() {  # OUT SETTING...: evaluate on the balanced baseline's protocol
     local out=$1
     shift
-    run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --accuracy-only \
+    run python tools/analysis/sweep.py "${XSEQ_MODEL[@]}" --accuracy-only \
         --threads 2 --out $out --settings "$@"
 }
 
 xseq_timing() {  # OUT SETTING...: time one 256x256 window, batch 1 and 6
     local out=$1
     shift
-    run python tools/analysis/sweep.py $BAL_CFG $BAL/iter_4000.pth --timing-only \
+    run python tools/analysis/sweep.py "${XSEQ_MODEL[@]}" --timing-only \
         "${SWEEP_OPTS[@]}" "${XSEQ_TIMING[@]}" --out $out --settings "$@"
 }
 
@@ -748,10 +756,43 @@ print('\n'.join(v for k, v in st['settings'].items() if k.startswith('ATME FLOPs
         --out $W/compress_compare.md
 }
 
+# Swin (the CPU-sized swin-c48, 8x8 windows) on the xseq protocol: its
+# baseline; ATME, ToMe and eTPS training-free at r=8, 16, 24 tokens removed
+# per window in every block; the unpruned control, ATME and ToMe (r=24)
+# fine-tuned 500 iterations, seeds 0, 1, 2
+SWIN_CFG=configs/camvid/swin-c48_fcn_1xb4-4k-balanced_camvid-xseq-256x256.py
+SWIN=$W/camvid_swin-c48_4k-bal-xseq
+SWIN_FT_SUFFIX=swin-c48_fcn_1xb4-500it-ft_camvid-xseq-256x256.py
+stage_swin() {
+    [[ -f $SWIN/iter_4000.pth ]] || run python tools/train.py $SWIN_CFG --work-dir $SWIN
+    local XSEQ_MODEL=($SWIN_CFG $SWIN/iter_4000.pth)
+    local r seed name d tf=(baseline) ft=(baseline)
+    for r in 8 16 24; do
+        tf+=("ATME:r=$r" "ToMe:r=$r" "eTPS:r=$r,prop_attn=0")
+    done
+    xseq_accuracy $W/sweep_swin_trainingfree "${tf[@]}"
+    xseq_timing $W/sweep_swin_trainingfree "${tf[@]}"
+    for seed in 0 1 2; do
+        for name in control atme tome; do
+            d=$W/camvid_swin-xseq-ft_$name$([[ $seed == 0 ]] || echo _seed$seed)
+            reducer_train $name $XFT/$([[ $name == control ]] || echo ${name}_)$SWIN_FT_SUFFIX \
+                "" $d $seed $SWIN/iter_4000.pth
+            case $name in
+                control) ft+=("ckpt=$d/iter_500.pth") ;;
+                atme) ft+=("ATME:r=24+ckpt=$d/iter_500.pth") ;;
+                tome) ft+=("ToMe:r=24+ckpt=$d/iter_500.pth") ;;
+            esac
+        done
+    done
+    xseq_accuracy $W/sweep_swin_finetuned "${ft[@]}"
+    python tools/analysis/seed_table.py $W/sweep_swin_finetuned \
+        --control camvid_swin-xseq-ft_control/ | tee $W/swin_seeds.md
+}
+
 stages=("$@")
 ALL_STAGES=(baseline trainingfree finetune cifar10 transfer spvit cdcp-learned retime budgets
             deploy xseq xseq-balanced reducers reducers-seed1 atme-variants cifar10-reducers
-            transfer-xseq rerank rerank-cifar10 zoo compress)
+            transfer-xseq rerank rerank-cifar10 zoo compress swin)
 [[ ${#stages[@]} -gt 0 ]] || stages=("${ALL_STAGES[@]}")
 for s in "${stages[@]}"; do
     [[ " ${ALL_STAGES[*]} " == *" $s "* ]] || {
