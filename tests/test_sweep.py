@@ -375,3 +375,37 @@ def test_pareto_tool_joins_sweeps_by_group(tmp_path, monkeypatch):
     assert (tmp_path / 'p.png').stat().st_size > 1000
     with pytest.raises(FileNotFoundError, match='no .*sweep.csv'):
         tool.main([f'{tmp_path}/missing', '--out', str(tmp_path / 'q.png')])
+
+
+def test_timing_then_accuracy_keeps_how_the_row_was_timed(
+        trained, tmp_path, monkeypatch):
+    """The other order (timing first, as stage swin ran it): the accuracy
+    run adds the score and leaves the row's FLOPs, input size, clock and
+    threads as the timing measured them; a second timing run still
+    resumes."""
+    config, ckpt, _ = trained
+    tool = load_tool('analysis/sweep')
+    out = str(tmp_path / 'timed-first')
+    settings = ['baseline', 'ATME:r=1']
+    spy_timer(monkeypatch)
+    timing = ['--image-size', '32', '48', '--threads', '1'] + TIMING[3:]
+    tool.main([config, ckpt, '--timing-only', '--out', out, '--settings'] +
+              settings + timing)
+    with open(osp.join(out, 'sweep.csv'), newline='') as f:
+        timed = list(csv.DictReader(f))
+    # defaults: another input size and thread count than the timing's
+    tool.main([config, ckpt, '--accuracy-only', '--out', out, '--settings'] +
+              settings)
+    with open(osp.join(out, 'sweep.csv'), newline='') as f:
+        scored = list(csv.DictReader(f))
+    for before, after in zip(timed, scored):
+        assert float(after['score']) >= 0 and after['checkpoint'] == ckpt
+        for key in ('image_size', 'clock'):
+            assert after[key] == before[key], key
+        for key in ('threads', 'repeats', 'gflops_backbone',
+                    'speedup_backbone_b1'):
+            assert float(after[key]) == float(before[key]), key
+    monkeypatch.setattr(sweep_mod, 'time_setting',
+                        lambda *a, **k: pytest.fail('timed again'))
+    tool.main([config, ckpt, '--timing-only', '--out', out, '--settings'] +
+              settings + timing)

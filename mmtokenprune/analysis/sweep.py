@@ -32,7 +32,8 @@ from .latency import check_timing, num_threads
 from .sweep_config import setting_config
 from .sweep_eval import evaluate_setting
 from .sweep_settings import SweepSetting, parse_setting
-from .sweep_store import check_resumable, read_rows, row_serves, write_rows
+from .sweep_store import (check_resumable, read_rows, row_serves, row_timed,
+                          write_rows)
 from .sweep_timing import time_setting
 
 __all__ = ['run_sweep']
@@ -143,6 +144,11 @@ def run_sweep(config: Config,
         row = dict(
             setting=setting.text, family=setting.family, **metrics, **timing,
             **how)
+        if accuracy_only and stored is not None and row_timed(stored):
+            # the timed half owns the counts and how they were measured
+            # (its input size, clock, threads): a score is all this adds
+            row = dict(setting=setting.text, family=setting.family,
+                       **metrics)
         if ckpt or not stored:
             row['checkpoint'] = ckpt
         done[setting.text] = {**(stored or {}), **row}  # keeps the other half

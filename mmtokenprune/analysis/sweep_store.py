@@ -10,7 +10,7 @@ import os
 import os.path as osp
 from typing import Dict, Optional, Sequence
 
-__all__ = ['read_rows', 'write_rows', 'check_resumable', 'row_serves']
+__all__ = ['read_rows', 'write_rows', 'check_resumable', 'row_serves', 'row_timed']
 
 
 def _parse_cell(value: str):
@@ -84,7 +84,7 @@ def check_resumable(rows: Dict[str, Dict], how: Dict, path: str,
             run's.
     """
     for text, row in rows.items():
-        keys = how if _timed(row) and not accuracy_only else {
+        keys = how if row_timed(row) and not accuracy_only else {
             k: v
             for k, v in how.items() if k == 'sweep_checkpoint'
         }
@@ -99,7 +99,7 @@ def check_resumable(rows: Dict[str, Dict], how: Dict, path: str,
                              'output folder (--out).')
 
 
-def _timed(row: Dict) -> bool:
+def row_timed(row: Dict) -> bool:
     """Whether a stored row holds a latency."""
     return any(
         k.startswith('speedup_backbone_b') and v not in ('', None)
@@ -121,4 +121,4 @@ def row_serves(row: Optional[Dict], need_score: bool,
     if row is None:
         return False
     has_score = row.get('score', '') not in ('', None)
-    return (has_score or not need_score) and (_timed(row) or not need_timing)
+    return (has_score or not need_score) and (row_timed(row) or not need_timing)
