@@ -79,7 +79,8 @@
 #   swin          the CPU-sized Swin (swin-c48) on the xseq protocol: its
 #                 baseline, ATME/ToMe/eTPS training-free at three levels,
 #                 timed at the 256x256 window; the unpruned control, ATME
-#                 and ToMe fine-tuned 500 iterations, seeds 0, 1, 2
+#                 and ToMe fine-tuned 500 iterations, seeds 0, 1, 2; the
+#                 profile and attention-kernel timings of section 13.4
 #
 # Outputs go under $WORK (default work_dirs/); each command's wall time is
 # printed. Latency uses one torch thread and process CPU time, robust to
@@ -787,6 +788,21 @@ stage_swin() {
     xseq_accuracy $W/sweep_swin_finetuned "${ft[@]}"
     python tools/analysis/seed_table.py $W/sweep_swin_finetuned \
         --control camvid_swin-xseq-ft_control/ | tee $W/swin_seeds.md
+    # why nothing pays (section 13.1, 13.4): Swin against DeiT-T, where the
+    # time goes, and the attention kernel against window length
+    run python tools/analysis/benchmark.py --parts backbone model --threads 1 --clock cpu \
+        --batch-sizes 1 6 --repeats 7 --warmup 1 --image-size 256 256 \
+        --setting DeiT-T $BAL_CFG --setting swin-c48 $SWIN_CFG \
+        --out $W/swin_vs_deit_256.md --csv $W/swin_vs_deit_256.csv
+    run python tools/analysis/profile_ops.py --image-size 256 256 --batch 1 --repeats 10 \
+        --threads 1 --setting base $SWIN_CFG \
+        --setting r8 $SWIN_CFG model.backbone.token_cfg.type=ATME model.backbone.token_cfg.r=8 \
+        --setting r24 $SWIN_CFG model.backbone.token_cfg.type=ATME model.backbone.token_cfg.r=24 \
+        | tee $W/swin_profile.md
+    run python tools/analysis/attention_lengths.py --lengths 64 56 48 40 32 --threads 1 \
+        | tee $W/swin_attention_lengths.md
+    run python tools/analysis/attention_lengths.py --lengths 49 25 --windows 361 --heads 3 \
+        --head-dims 32 --threads 1 | tee -a $W/swin_attention_lengths.md
 }
 
 stages=("$@")

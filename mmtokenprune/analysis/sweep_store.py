@@ -10,7 +10,9 @@ import os
 import os.path as osp
 from typing import Dict, Optional, Sequence
 
-__all__ = ['read_rows', 'write_rows', 'check_resumable', 'row_serves', 'row_timed']
+__all__ = [
+    'read_rows', 'write_rows', 'check_resumable', 'row_serves', 'row_timed'
+]
 
 
 def _parse_cell(value: str):
