@@ -141,14 +141,11 @@ def run_sweep(config: Config,
             warmup,
             clock=clock,
             threads=threads)
-        row = dict(
-            setting=setting.text, family=setting.family, **metrics, **timing,
-            **how)
-        if accuracy_only and stored is not None and row_timed(stored):
-            # the timed half owns the counts and how they were measured
-            # (its input size, clock, threads): a score is all this adds
-            row = dict(setting=setting.text, family=setting.family,
-                       **metrics)
+        row = dict(setting=setting.text, family=setting.family, **metrics)
+        # the timed half owns the counts and how they were measured (its
+        # input size, clock, threads): scoring a timed row adds the score only
+        if not (accuracy_only and stored is not None and row_timed(stored)):
+            row.update(**timing, **how)
         if ckpt or not stored:
             row['checkpoint'] = ckpt
         done[setting.text] = {**(stored or {}), **row}  # keeps the other half
