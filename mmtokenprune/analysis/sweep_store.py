@@ -123,4 +123,5 @@ def row_serves(row: Optional[Dict], need_score: bool,
     if row is None:
         return False
     has_score = row.get('score', '') not in ('', None)
-    return (has_score or not need_score) and (row_timed(row) or not need_timing)
+    return ((has_score or not need_score)
+            and (row_timed(row) or not need_timing))

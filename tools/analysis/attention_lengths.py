@@ -11,7 +11,8 @@ defaults are stage 0 of the CamVid swin-c48 at 256x256: 64 windows of 8x8,
 
 Example (one thread, the lengths ATME leaves in an 8x8 window)::
 
-    python tools/analysis/attention_lengths.py --lengths 64 56 48 40 --threads 1
+    python tools/analysis/attention_lengths.py --lengths 64 56 48 40 \\
+        --threads 1
 """
 import argparse
 import statistics
